@@ -524,7 +524,7 @@ def resolve_weights(name: str, weights: str | os.PathLike | None = None, progres
 
 
 def _not_found_message(spec: ModelSpec, tried: list[str]) -> str:
-    first = hub_sources(spec)[0]
+    first = spec.sources[0]  # the published file, whatever an override says
     check = f"sha256 {first.sha256}" if first.sha256 else f"md5 {first.md5}"
     local = u2net_home() / first.filename.rsplit("/", 1)[-1]
     lines = [f"no weights for model {spec.name!r}. Tried, in order:"]
