@@ -427,7 +427,13 @@ def _silent_tqdm():
     return Silent
 
 
-def _hub_reason(exc: Exception, offline: bool, cache_dir: Path) -> str:
+def _unreachable(exc: Exception) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return isinstance(exc, LocalEntryNotFoundError)
+
+
+def _hub_reason(exc: Exception, local_only: bool, cache_dir: Path) -> str:
     from huggingface_hub.errors import (
         EntryNotFoundError,
         LocalEntryNotFoundError,
@@ -436,8 +442,10 @@ def _hub_reason(exc: Exception, offline: bool, cache_dir: Path) -> str:
     )
 
     if isinstance(exc, LocalEntryNotFoundError):
-        if offline:
+        if _hub_offline():
             return f"offline (HF_HUB_OFFLINE) and not in the Hub cache {cache_dir}"
+        if local_only:
+            return f"not in the Hub cache {cache_dir} (the Hub was unreachable for the previous source)"
         return f"the Hub could not be reached and the file is not in the Hub cache {cache_dir}"
     if isinstance(exc, RevisionNotFoundError):
         return "revision not found on the Hub"
@@ -452,19 +460,24 @@ def _hub_reason(exc: Exception, offline: bool, cache_dir: Path) -> str:
 def _from_hub(spec: ModelSpec, progress: bool, tried: list[str]) -> Path | None:
     from huggingface_hub import hf_hub_download
 
-    endpoint, cache_dir, offline = _hub_endpoint(), _hub_cache_dir(), _hub_offline()
+    endpoint, cache_dir = _hub_endpoint(), _hub_cache_dir()
+    local_only = _hub_offline()
     for source in hub_sources(spec):
         where = f"Hugging Face Hub {source.describe()} ({source.url(endpoint)})"
         try:
             path = hf_hub_download(
                 source.repo_id, source.filename, revision=source.revision, repo_type=source.repo_type,
-                cache_dir=cache_dir, endpoint=endpoint, local_files_only=offline,
+                cache_dir=cache_dir, endpoint=endpoint, local_files_only=local_only,
                 tqdm_class=None if progress else _silent_tqdm(),
             )
         except Exception as exc:  # every failure becomes one line of the final message
-            reason = _hub_reason(exc, offline, cache_dir)
+            reason = _hub_reason(exc, local_only, cache_dir)
             log.info("%s: %s", where, reason)
             tried.append(f"{where}: {reason}")
+            if _unreachable(exc) and not local_only:
+                # huggingface_hub has already retried for ~25 s; the next sources are only
+                # looked up in the cache rather than waiting that long again for each.
+                local_only = True
             continue
         if source.sha256 or source.md5:
             problem = _mismatch(path, source.sha256, source.md5)
@@ -474,7 +487,8 @@ def _from_hub(spec: ModelSpec, progress: bool, tried: list[str]) -> Path | None:
         if problem is None:
             return Path(path)
         _evict(path, cache_dir)
-        reason = f"downloaded file is corrupt or not the expected file ({problem}); refused and removed from the Hub cache"
+        reason = (f"the file from the Hub is corrupt or not the expected file ({problem}); "
+                  "refused and removed from the Hub cache")
         log.warning("%s: %s", where, reason)
         tried.append(f"{where}: {reason}")
     return None
