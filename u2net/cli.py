@@ -1,0 +1,225 @@
+"""`python -m u2net` / `u2net`: argument parsing only; the work is u2net.batch.run_batch.
+
+    u2net cutout photo.jpg                      -> photo_cutout.png beside it
+    u2net mask photos/ -r -o masks/             -> masks/<same structure>/<name>_mask.png
+    u2net batch photos.zip -o out.zip --outputs cutout,mask,boxes --workers 2
+
+Exit status: 0 when every image succeeded, 1 when some failed (the summary says which),
+2 when the command was refused before anything ran (bad option, unsafe output path, hostile
+archive), 130 when interrupted (run the same command again to resume a batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+EFFECTS = ("mask", "cutout", "background", "boxes", "highlight", "crop", "portrait")
+HIGHLIGHT_MODES = ("dim", "desaturate", "blur", "tint", "outline", "heatmap")
+ASPECTS = ("free", "1:1", "4:5", "16:9")
+CROP_OUTPUTS = ("image", "cutout", "mask")
+FITS = ("cover", "contain", "stretch")
+
+HELP = {
+    "mask": "saliency mask (grey, 0..255)",
+    "cutout": "the object on a transparent background (RGBA PNG)",
+    "background": "the object on a new background (colour, image, blur, grayscale)",
+    "boxes": "bounding boxes: a drawn picture and a JSON file (also printed)",
+    "highlight": "the object highlighted (dim, desaturate, blur, tint, outline, heatmap)",
+    "crop": "the image cropped to the object",
+    "portrait": "a line drawing of a face (u2net_portrait model)",
+}
+
+
+def _unit(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _nonneg(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, batch: bool) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders, quoted globs ('photos/**/*.jpg') or .zip archives")
+    parser.add_argument("-o", "--output", required=batch,
+                        help="output folder or .zip" + ("" if batch else
+                             "; for one input an image path (e.g. cut.png); default: beside the input"))
+    parser.add_argument("-r", "--recursive", action="store_true", help="include sub-folders of folders")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="u2netp",
+                       help="u2netp (small, fast; default), u2net (full), u2net_human_seg")
+    model.add_argument("--weights", help="explicit weights file (.onnx or .pth)")
+    model.add_argument("--device", help="cpu, cuda, cuda:0 … (default: CUDA when available)")
+    model.add_argument("--precision", choices=("exact", "fast"), default="exact",
+                       help="exact: the published model's answer; fast: may trade a little fidelity")
+    run = parser.add_argument_group("running")
+    run.add_argument("--workers", type=int, default=None,
+                     help="worker processes, one torch thread each (default: one per CPU core; "
+                          "1: in this process)")
+    run.add_argument("--batch-size", type=int, default=1, help="images per network call per worker")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    refine = parser.add_argument_group("mask refinement (used by every output)")
+    refine.add_argument("--threshold", type=_unit, help="hard edge at this level (0..1); default soft")
+    refine.add_argument("--min-island", type=_nonneg, default=0,
+                        help="drop blobs smaller than this (pixels, or a fraction of the image below 1)")
+    refine.add_argument("--fill-holes", action="store_true", help="fill holes inside the object")
+    refine.add_argument("--feather", type=_nonneg, default=0.0, help="soften the edge (Gaussian sigma, px)")
+
+
+def _cutout_opts(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("cut-out")
+    g.add_argument("--no-decontaminate", dest="decontaminate", action="store_false",
+                   help="keep the original colours at soft edges (no colour-bleed removal)")
+
+
+def _background_opts(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("background")
+    g.add_argument("--background", "--bg", default="white",
+                   help="a colour (name, #hex), blur, grayscale, transparent, or an image file")
+    g.add_argument("--fit", choices=FITS, default="cover", help="how a background image is fitted")
+    g.add_argument("--blur-radius", type=_nonneg, default=12.0, help="blur strength for --background blur")
+
+
+def _boxes_opts(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("boxes")
+    g.add_argument("--box-threshold", type=_unit, default=0.5, help="mask level counted as object")
+    g.add_argument("--min-area", type=_nonneg, default=0.001,
+                   help="smallest object: below 1 a fraction of the image, else pixels")
+    g.add_argument("--box-colour", "--box-color", default="#ff3b30", help="box colour")
+    g.add_argument("--thickness", type=int, default=3, help="line width in pixels")
+    g.add_argument("--no-labels", dest="labels", action="store_false", help="no numbers on boxes")
+    g.add_argument("--union", action="store_true", help="also draw one box around all objects")
+
+
+def _highlight_opts(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("highlight")
+    g.add_argument("--mode", dest="highlight_mode", choices=HIGHLIGHT_MODES, default="dim")
+    g.add_argument("--strength", type=_unit, default=0.6, help="how strong the effect is (0..1)")
+    g.add_argument("--highlight-colour", "--highlight-color", default="#ff3b30",
+                   help="colour for tint and outline")
+
+
+def _crop_opts(parser: argparse.ArgumentParser, with_threshold: bool) -> None:
+    g = parser.add_argument_group("crop")
+    g.add_argument("--padding", default="5%", help="margin around the object: '5%%' or pixels")
+    g.add_argument("--aspect", choices=ASPECTS, default="free")
+    g.add_argument("--crop-output", choices=CROP_OUTPUTS, default="image",
+                   help="what the crop shows: the image, the cut-out or the mask")
+    if with_threshold:
+        g.add_argument("--box-threshold", type=_unit, default=0.5, help="mask level counted as object")
+
+
+def _portrait_opts(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("portrait")
+    g.add_argument("--blend", action="store_true", help="blend the drawing with the photo")
+    g.add_argument("--sigma", dest="portrait_sigma", type=_nonneg, default=2.0, help="photo blur for --blend")
+    g.add_argument("--alpha", dest="portrait_alpha", type=_unit, default=0.5, help="photo weight for --blend")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per effect, plus `batch` for several outputs."""
+    parser = argparse.ArgumentParser(
+        prog="u2net", description="U²-Net salient object detection from the command line.",
+        epilog="Exit status: 0 all succeeded, 1 some images failed, 2 refused, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    extra = {"cutout": [_cutout_opts], "background": [_background_opts], "boxes": [_boxes_opts],
+             "highlight": [_highlight_opts], "crop": [lambda p: _crop_opts(p, True)],
+             "portrait": [_portrait_opts], "mask": []}
+    for name in EFFECTS:
+        sub = subs.add_parser(name, help=HELP[name], description=HELP[name])
+        _common(sub, batch=False)
+        for add in extra[name]:
+            add(sub)
+    batch = subs.add_parser(
+        "batch", help="several outputs per image from one network run; resumable, with a manifest",
+        description="Folders or .zip archives in, a folder or .zip out (structure kept), several "
+                    "outputs per image from one network run. A killed run resumes when the same "
+                    "command is run again. manifest.csv lists every input: status, outputs, boxes, error.")
+    _common(batch, batch=True)
+    batch.add_argument("--outputs", default="cutout,mask",
+                       help=f"comma-separated, from: {', '.join(EFFECTS)} (default: cutout,mask)")
+    batch.add_argument("--no-resume", dest="resume", action="store_false",
+                       help="redo every image even if an earlier run finished it")
+    for add in (_cutout_opts, _background_opts, _boxes_opts, _highlight_opts,
+                lambda p: _crop_opts(p, False), _portrait_opts):
+        add(batch)
+    try:  # the video front end owns its own options
+        from .video import add_video_subcommand
+    except ImportError:  # PyAV missing: every other command still works
+        pass
+    else:
+        add_video_subcommand(subs)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict:
+    from .batch import BatchOptions
+
+    names = {f for f in BatchOptions.__dataclass_fields__}
+    options = {k: v for k, v in vars(args).items() if k in names}
+    background = options.get("background")
+    if background and Path(background).is_file():
+        options["background_image"] = background
+        options["background"] = "white"
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    if args.command == "video":
+        return args.func(args)
+    from .archives import ArchiveError
+    from .batch import run_batch
+    from .errors import U2NetError
+
+    if args.command == "batch":
+        kinds = [k.strip() for k in args.outputs.split(",") if k.strip()]
+    else:
+        kinds = [args.command]
+    output = args.output
+    if output is None:
+        single = Path(args.inputs[0])
+        if len(args.inputs) != 1 or not single.is_file() or single.suffix.lower() == ".zip":
+            print(f"u2net {args.command}: give -o/--output (a folder or .zip) for several inputs, "
+                  "folders or archives", file=sys.stderr)
+            return 2
+        output = str(single.with_name(f"{single.stem}_{args.command}.png"))
+    try:
+        report = run_batch(
+            args.inputs, output, kinds, model=args.model, weights=args.weights, device=args.device,
+            precision=args.precision, options=_options(args), workers=args.workers,
+            batch_size=args.batch_size, recursive=args.recursive,
+            manifest=args.command == "batch" or Path(output).suffix.lower() == ".zip",
+            resume=getattr(args, "resume", True), progress=not args.quiet)
+    except (ArchiveError, U2NetError) as exc:
+        print(f"u2net {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nu2net {args.command}: interrupted; finished outputs are complete"
+              + ("; run the same command again to resume" if args.command == "batch" else ""),
+              file=sys.stderr)
+        return 130
+    if args.command == "boxes":
+        for row in report.rows:
+            if row["status"] == "ok":
+                print(json.dumps({"input": row["input"], "boxes": json.loads(row["boxes"] or "null")}))
+    print(report.summary, file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
