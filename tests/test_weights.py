@@ -272,7 +272,7 @@ def test_explicit_files_are_checked(weights_dir, tmp_path, monkeypatch, caplog):
         resolve_weights("u2netp", weights=tmp_path / "nope.onnx")
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(WeightsError, match=r"\.onnx or \.pth"):
+    with pytest.raises(WeightsError, match=r"\.onnx, \.pth or \.pt file"):
         resolve_weights("u2netp", weights=text)
     with pytest.raises(WeightsError, match="holds the u2net weights, not u2netp's"):
         resolve_weights("u2netp", weights=weights_dir / "u2net.onnx")

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 # The formats u2net.model.load_model reads.
-WEIGHT_SUFFIXES = (".onnx", ".pth")
+WEIGHT_SUFFIXES = (".onnx", ".pth", ".pt")
 
 
 @dataclass(frozen=True)
@@ -360,7 +360,7 @@ def _explicit_file(spec: ModelSpec, path: str | os.PathLike, origin: str) -> Pat
     if not p.is_file():
         raise WeightsError(f"weights file {p} ({origin}) does not exist")
     if p.suffix.lower() not in WEIGHT_SUFFIXES:
-        raise WeightsError(f"weights file {p} ({origin}) must be a .onnx or .pth file")
+        raise WeightsError(f"weights file {p} ({origin}) must be a .onnx, .pth or .pt file")
     own = _owner_checksum(spec)
     if own:
         try:
