@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
+import re
 from pathlib import Path
 from typing import Union
 
@@ -17,20 +17,31 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
 
+try:  # HEIC/HEIF (iPhone photos): read when pillow-heif is installed (it is in requirements.txt)
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - without it, HEIC files are refused with a hint
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+
+# ISO base-media brands of HEIF/HEIC files, to name the format when it cannot be read.
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
 # 64 megapixels: a 9000 × 7000 photo passes, a 20000 × 20000 bomb does not.
 DEFAULT_MAX_PIXELS = int(os.environ.get("U2NET_MAX_PIXELS", 64_000_000))
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike, bytes, bytearray]
 
 
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+def _check_pixels(width: int, height: int, max_pixels: int, name: str = "image") -> None:
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
+            f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,}; scale it down first (or raise U2NET_MAX_PIXELS)"
         )
     if width < 1 or height < 1:
-        raise InvalidImageError(f"image has no pixels ({width}×{height})")
+        raise InvalidImageError(f"{name} has no pixels ({width}×{height})")
 
 
 def _open(source: ImageInput, max_pixels: int) -> Image.Image:
@@ -48,20 +59,26 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
     else:
         raise TypeError(f"expected an image, a path or bytes, got {type(source).__name__}")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns on large images; our own limit is the rule, so make it an error.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-            _check_pixels(img.width, img.height, max_pixels)
-            img.seek(0)  # animated GIF / multi-page TIFF: the first frame
-            img.load()
+        # No warnings.catch_warnings() here: it rewrites the process-wide filter list and is not
+        # thread-safe (the app decodes in several threads). Our own pixel check below runs on the
+        # header, before any pixel is decoded, so Pillow's bomb warning adds nothing.
+        img = Image.open(fp)
+        _check_pixels(img.width, img.height, max_pixels, name)
+        img.seek(0)  # animated GIF / multi-page TIFF: the first frame
+        img.load()
     except (ImageTooLargeError, InvalidImageError):
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{name}: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_bomb_message(name, exc, max_pixels)) from None
     except UnidentifiedImageError:
-        raise InvalidImageError(f"{name}: not an image format we can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"{name}: {_unreadable_reason(fp)}") from None
+    except MemoryError:
+        raise ImageTooLargeError(f"{name}: not enough memory to decode this image; "
+                                 "scale it down first") from None
+    except Exception as exc:
+        # Decoders (Pillow's and plugins' C code) answer hostile bytes with many exception
+        # types (OSError, SyntaxError, struct.error, RuntimeError, TypeError…): all mean the
+        # file is damaged, and none may reach the user as a traceback.
         raise InvalidImageError(f"{name}: the image is damaged or truncated ({exc})") from None
     finally:
         if not isinstance(source, Image.Image):
@@ -70,10 +87,30 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
     return img
 
 
+def _bomb_message(name: str, exc: Exception, max_pixels: int) -> str:
+    """Pillow's guard fired on the header: say how big it claims to be, in our words."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    claimed = f"declares {int(found.group(1)):,} pixels" if found else "declares a huge size"
+    return (f"{name} {claimed}, over the limit of {max_pixels:,}: a decompression bomb or an "
+            "image far too large to process; refused without decoding it")
+
+
+def _unreadable_reason(fp) -> str:
+    """Why Pillow could not identify the file, with a hint for the formats people expect."""
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+    except (OSError, ValueError):
+        head = b""
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF image; install pillow-heif to read it, or convert it to JPEG/PNG"
+    return "not an image format we can read (JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC…)"
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is flattened onto black like the official
     test script (which drops alpha), 16-bit and float data are scaled, not clipped."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         if img.mode.startswith("I;16"):
@@ -82,6 +119,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA")
+    if img.mode == "La":  # premultiplied grey + alpha: Pillow converts it only to "LA"
+        img = img.convert("LA")
     if img.mode in ("RGBA", "LA", "RGBa", "La"):
         return img.convert("RGB")
     return img.convert("RGB")
@@ -114,7 +153,10 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
         upright = ImageOps.exif_transpose(img)
     except Exception:  # a corrupt EXIF block must not cost the user their picture
         upright = img
-    rgb = _to_rgb(upright)
+    try:
+        rgb = _to_rgb(upright)
+    except Exception as exc:  # an exotic decoded mode; say so rather than crash
+        raise InvalidImageError(f"image mode {upright.mode!r} is not supported ({exc})") from None
     return rgb.copy() if rgb is source else rgb
 
 
