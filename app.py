@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +28,12 @@ import gradio as gr
 from PIL import Image
 
 from u2net import effects
+from u2net.batch import APP_OUTPUT_KINDS, batch_to_zip
 from u2net.errors import U2NetError, WeightsError
 from u2net.images import load_image
 from u2net.portrait import blend_portrait, draw_portrait
 from u2net.predictor import get_predictor
+from u2net.video import PUBLIC_MAX_SECONDS, PUBLIC_MAX_SIDE, process_video, webcam_frame
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
@@ -77,22 +78,6 @@ def _default_concurrency() -> int:
 # Inputs and outputs shared by every tab
 
 
-class ImageFile(gr.Image):
-    """An image upload that hands the handler the uploaded file untouched.
-
-    gr.Image would open the file with Pillow before our code runs, so a corrupt upload would
-    end in an unreadable error; here `u2net.images.load_image` decides what counts as an image
-    and says what is wrong in words. (A Gradio "template": the browser sees a plain Image.)
-    """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> str | None:
-        if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
-            return super().preprocess(payload)  # webcam / clipboard data: URLs
-        return str(payload.path)
-
-
 def readable_errors(fn: Callable) -> Callable:
     """Show library errors (not an image, too large, no weights…) as a message in the page and
     in the API answer; the server goes on serving."""
@@ -116,22 +101,19 @@ def open_image(path: str | None, what: str = "image") -> Image.Image:
     return load_image(path)
 
 
-_loaded_models: set[str] = set()
-_loaded_lock = threading.Lock()
-
-
 def predictor_for(model: str, progress: gr.Progress | None = None):
-    """The shared predictor; on a model's first use, say that its weights are being fetched."""
+    """The shared, loaded predictor. A model's first use says that its weights are being
+    fetched (downloaded once when not cached) before loading them."""
     if model not in MODEL_NAMES + [PORTRAIT_MODEL]:
         raise gr.Error(f"Unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}.")
     predictor = get_predictor(model, device=SETTINGS.device, precision=SETTINGS.precision)
-    with _loaded_lock:
-        first_use = model not in _loaded_models
-    if first_use:
-        gr.Info(f"First use of {model}: loading its weights (downloading them once if they are "
-                "not cached yet: u2net is 176 MB, u2netp 4.7 MB).", duration=8)
+    if not predictor.loaded:
+        gr.Info(f"First use of {model}: loading its weights, downloading them once if they are "
+                "not cached yet (u2net and the portrait model are 176 MB each, u2netp 4.7 MB).",
+                duration=8)
         if progress is not None:
-            progress(0.05, desc=f"Loading {model} weights (first run downloads them)…")
+            progress(0.05, desc=f"Loading {model} weights (the first run downloads them)…")
+        predictor.load()
     return predictor
 
 
@@ -141,10 +123,7 @@ def mask_of(image: Image.Image, model: str, progress: gr.Progress | None = None)
     predictor = predictor_for(model, progress)
     if progress is not None:
         progress(0.3, desc=f"Finding the salient object ({model})…")
-    mask = predictor.predict(image)
-    with _loaded_lock:
-        _loaded_models.add(model)
-    return mask
+    return predictor.predict(image)
 
 
 # Downloads: every output is written at full resolution to a file named after the upload, and
@@ -209,10 +188,7 @@ def portrait_drawing(image: Image.Image, progress: gr.Progress | None = None) ->
     predictor = predictor_for(PORTRAIT_MODEL, progress)
     if progress is not None:
         progress(0.7, desc="Drawing the portrait…")
-    drawing = draw_portrait(image, predictor=predictor)
-    with _loaded_lock:
-        _loaded_models.add(PORTRAIT_MODEL)
-    return drawing
+    return draw_portrait(image, predictor=predictor)
 
 
 PORTRAIT_MISSING = ("The portrait model's weights (u2net_portrait.pth, 176 MB) are not available "
@@ -368,9 +344,7 @@ def portrait(image_path: str | None, sigma: float = 2.0, alpha: float = 0.5,
 
 
 # ---------------------------------------------------------------------------------------------
-# Tabs for many images, videos and the webcam (their modules load on first use).
-
-BATCH_OUTPUTS = ["mask", "cutout", "background", "boxes", "highlight", "crop"]
+# Tabs for many images, videos and the webcam.
 
 
 @readable_errors
@@ -379,19 +353,13 @@ def batch(files: list[str] | None, outputs: list[str] | None = None, model: str 
     """Many images (or .zip archives of images) in, one .zip of results + manifest.csv out."""
     if not files:
         raise gr.Error("Add some images or .zip archives first.")
-    chosen = list(outputs or ["cutout"])
-    unknown = [o for o in chosen if o not in BATCH_OUTPUTS]
-    if unknown:
-        raise gr.Error(f"Unknown output(s) {', '.join(unknown)}; choose from {', '.join(BATCH_OUTPUTS)}.")
-    from u2net.batch import batch_to_zip
-
     predictor_for(model, progress)
 
     def report(done: int, total: int, name: str) -> None:
         progress((done, total), desc=f"{name}", unit="images")
 
-    archive, summary = batch_to_zip([Path(f) for f in files], output_folder(), chosen, model=model,
-                                    progress=report)
+    archive, summary = batch_to_zip([Path(f) for f in files], output_folder(), list(outputs or ["cutout"]),
+                                    model=model, progress=report)
     return str(archive), summary.summary
 
 
@@ -409,8 +377,6 @@ def video(video_path: str | None, background: str = "blur", model: str = "u2netp
         raise gr.Error("Upload a video first.")
     if file_format not in VIDEO_FORMATS:
         raise gr.Error(f"Unknown format {file_format!r}; choose one of {', '.join(VIDEO_FORMATS)}.")
-    from u2net.video import PUBLIC_MAX_SECONDS, PUBLIC_MAX_SIDE, process_video
-
     predictor_for(model, progress)
     dst = output_folder() / f"{stem_of(video_path)}_{background.replace('#', '')}.{file_format}"
 
@@ -426,8 +392,6 @@ def video(video_path: str | None, background: str = "blur", model: str = "u2netp
 
 def webcam(frame: Any, background: str = "blur", model: str = "u2netp") -> Any:
     """One webcam frame in, the same frame with its background replaced out."""
-    from u2net.video import webcam_frame
-
     try:
         return webcam_frame(frame, background=background, model=model)
     except U2NetError as exc:
@@ -454,14 +418,31 @@ Every output downloads at full size (⤓ on the image)."""
 IMAGE_HEIGHT = 300
 
 
-def image_input(label: str = "Image") -> ImageFile:
-    return ImageFile(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                     height=IMAGE_HEIGHT)
+def image_input(label: str = "Image", elem_id: str | None = None) -> gr.Image:
+    """An image upload that hands the handler the uploaded file untouched.
+
+    gr.Image would open the file with Pillow before our code runs, so a corrupt upload would end
+    in an unreadable error; here `u2net.images.load_image` decides what counts as an image and
+    says what is wrong in words. (Overridden on the instance: a subclass of a Gradio component
+    makes Gradio write an app.pyi stub next to this file.)
+    """
+    component = gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                         height=IMAGE_HEIGHT, elem_id=elem_id)
+    gradio_preprocess = component.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
+            return gradio_preprocess(payload)  # nothing, or a webcam / clipboard data: URL
+        return str(payload.path)
+
+    component.preprocess = preprocess
+    return component
 
 
-def image_output(label: str, fmt: str = "png") -> gr.Image:
-    return gr.Image(label=label, type="filepath", format=fmt, interactive=False,
-                    height=IMAGE_HEIGHT, buttons=["download", "fullscreen"])
+def image_output(label: str, elem_id: str | None = None) -> gr.Image:
+    """Shows the saved output file itself, so ⤓ downloads it at full size under its own name."""
+    return gr.Image(label=label, type="filepath", interactive=False, height=IMAGE_HEIGHT,
+                    buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
 def rerender(triggers: list, fn: Callable, inputs: list, outputs: list, api_name: str) -> None:
@@ -481,7 +462,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("All outputs", id="all"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        all_image = image_input()
+                        all_image = image_input(elem_id="all-image")
                         with gr.Accordion("Options", open=False):
                             all_background = gr.Dropdown(
                                 ["white", "black", "#00b140", "blur", "grayscale", "transparent"],
@@ -491,18 +472,19 @@ def build_app() -> gr.Blocks:
                         gr.Examples(OBJECTS_FIRST, inputs=[all_image], label="Examples")
                     with gr.Column(scale=2):
                         all_slider = gr.ImageSlider(label="Before / after (cut-out)", type="filepath",
-                                                    max_height=420, buttons=["fullscreen"])
-                all_notes = gr.Markdown()
+                                                    max_height=420, buttons=["fullscreen"],
+                                                    elem_id="all-slider")
+                all_notes = gr.Markdown(elem_id="all-notes")
                 with gr.Row(equal_height=True):
-                    all_mask = image_output("Mask")
-                    all_cutout = image_output("Cut-out")
-                    all_new_bg = image_output("New background")
-                    all_boxes = image_output("Boxes")
+                    all_mask = image_output("Mask", elem_id="all-mask")
+                    all_cutout = image_output("Cut-out", elem_id="all-cutout")
+                    all_new_bg = image_output("New background", elem_id="all-new-bg")
+                    all_boxes = image_output("Boxes", elem_id="all-boxes")
                 with gr.Row(equal_height=True):
-                    all_highlight = image_output("Highlight")
-                    all_crop = image_output("Crop")
-                    all_portrait = image_output("Portrait drawing")
-                    all_boxes_json = gr.JSON(label="Boxes (JSON)", height=IMAGE_HEIGHT)
+                    all_highlight = image_output("Highlight", elem_id="all-highlight")
+                    all_crop = image_output("Crop", elem_id="all-crop")
+                    all_portrait = image_output("Portrait drawing", elem_id="all-portrait")
+                    all_boxes_json = gr.JSON(label="Boxes (JSON)", height=IMAGE_HEIGHT, elem_id="all-boxes-json")
                 rerender([all_image.change, model.change, all_background.change, all_mode.change,
                           all_aspect.change],
                          all_outputs, [all_image, model, all_background, all_mode, all_aspect],
@@ -512,14 +494,14 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Remove background", id="remove"):
                 with gr.Row():
                     with gr.Column():
-                        rm_image = image_input()
+                        rm_image = image_input(elem_id="rm-image")
                         rm_threshold = gr.Slider(0, 1, value=0, step=0.05, label="Threshold",
                                                  info="0 keeps the soft edge; higher gives a hard edge.")
                         rm_feather = gr.Slider(0, 20, value=0, step=0.5, label="Feather (px)")
                         rm_clean = gr.Checkbox(True, label="Remove colour fringe at the edge")
                         rm_format = gr.Radio(["PNG", "WebP"], value="PNG", label="File format")
                         gr.Examples(OBJECTS_FIRST, inputs=[rm_image])
-                    rm_out = image_output("Cut-out")
+                    rm_out = image_output("Cut-out", elem_id="rm-out")
                 rerender([rm_image.change, model.change, rm_threshold.release, rm_feather.release,
                           rm_clean.change, rm_format.change],
                          remove_background,
@@ -529,17 +511,17 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Change background", id="background"):
                 with gr.Row():
                     with gr.Column():
-                        bg_image = image_input()
+                        bg_image = image_input(elem_id="bg-image")
                         bg_kind = gr.Radio(BACKGROUND_KINDS, value="colour", label="New background")
                         bg_colour = gr.ColorPicker("#2e86de", label="Colour")
-                        bg_picture = image_input("Background picture")
+                        bg_picture = image_input("Background picture", elem_id="bg-picture")
                         bg_fit = gr.Radio(FITS, value="cover", label="Fit the picture")
                         bg_blur = gr.Slider(1, 50, value=12, step=1, label="Blur strength")
                         bg_feather = gr.Slider(0, 20, value=0, step=0.5, label="Feather (px)")
                         gr.Examples(PEOPLE_FIRST, inputs=[bg_image])
                         gr.Examples(example_paths("background_brick.jpg"), inputs=[bg_picture],
                                     label="Background pictures")
-                    bg_out = image_output("New background")
+                    bg_out = image_output("New background", elem_id="bg-out")
                 rerender([bg_image.change, model.change, bg_kind.change, bg_colour.change,
                           bg_picture.change, bg_fit.change, bg_blur.release, bg_feather.release],
                          change_background,
@@ -549,7 +531,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Bounding boxes", id="boxes"):
                 with gr.Row():
                     with gr.Column():
-                        bx_image = image_input()
+                        bx_image = image_input(elem_id="bx-image")
                         bx_threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold")
                         bx_min_area = gr.Slider(0, 0.2, value=0.001, step=0.001, label="Minimum area",
                                                 info="Fraction of the image; smaller regions are ignored.")
@@ -560,8 +542,8 @@ def build_app() -> gr.Blocks:
                             bx_union = gr.Checkbox(False, label="Box around all objects")
                         gr.Examples(OBJECTS_FIRST, inputs=[bx_image])
                     with gr.Column():
-                        bx_out = image_output("Boxes")
-                        bx_json = gr.JSON(label="Boxes (pixels; x1, y1 exclusive)", open=True)
+                        bx_out = image_output("Boxes", elem_id="bx-out")
+                        bx_json = gr.JSON(label="Boxes (pixels; x1, y1 exclusive)", open=True, elem_id="bx-json")
                         bx_file = gr.File(label="Boxes as .json")
                 rerender([bx_image.change, model.change, bx_threshold.release, bx_min_area.release,
                           bx_colour.change, bx_thickness.release, bx_labels.change, bx_union.change],
@@ -572,12 +554,12 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Highlight", id="highlight"):
                 with gr.Row():
                     with gr.Column():
-                        hl_image = image_input()
+                        hl_image = image_input(elem_id="hl-image")
                         hl_mode = gr.Radio(list(effects.HIGHLIGHT_MODES), value="dim", label="Mode")
                         hl_strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength")
                         hl_colour = gr.ColorPicker("#ff3b30", label="Colour (tint, outline)")
                         gr.Examples(OBJECTS_FIRST, inputs=[hl_image])
-                    hl_out = image_output("Highlight")
+                    hl_out = image_output("Highlight", elem_id="hl-out")
                 rerender([hl_image.change, model.change, hl_mode.change, hl_strength.release,
                           hl_colour.change],
                          highlight, [hl_image, model, hl_mode, hl_strength, hl_colour], [hl_out],
@@ -586,13 +568,13 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Crop", id="crop"):
                 with gr.Row():
                     with gr.Column():
-                        cr_image = image_input()
+                        cr_image = image_input(elem_id="cr-image")
                         cr_padding = gr.Slider(0, 50, value=5, step=1, label="Padding (% of the object)")
                         cr_aspect = gr.Radio(list(effects.ASPECTS), value="free", label="Aspect")
                         cr_output = gr.Radio(list(effects.CROP_OUTPUTS), value="image", label="Crop of")
                         gr.Examples(OBJECTS_FIRST, inputs=[cr_image])
                     with gr.Column():
-                        cr_out = image_output("Crop")
+                        cr_out = image_output("Crop", elem_id="cr-out")
                         cr_message = gr.Markdown()
                 rerender([cr_image.change, model.change, cr_padding.release, cr_aspect.change,
                           cr_output.change],
@@ -604,14 +586,14 @@ def build_app() -> gr.Blocks:
                             "frontal, well-lit face), and its blend with the photo.")
                 with gr.Row():
                     with gr.Column():
-                        pt_image = image_input("Portrait photo")
+                        pt_image = image_input("Portrait photo", elem_id="pt-image")
                         pt_sigma = gr.Slider(0, 10, value=2, step=0.5, label="Photo blur (sigma)")
                         pt_alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Photo weight (alpha)")
                         gr.Examples(PEOPLE_FIRST[:2], inputs=[pt_image])
                     with gr.Column():
                         with gr.Row():
-                            pt_drawing = image_output("Drawing")
-                            pt_blend = image_output("Blend")
+                            pt_drawing = image_output("Drawing", elem_id="pt-drawing")
+                            pt_blend = image_output("Blend", elem_id="pt-blend")
                         pt_note = gr.Markdown()
                 rerender([pt_image.change, pt_sigma.release, pt_alpha.release],
                          portrait, [pt_image, pt_sigma, pt_alpha], [pt_drawing, pt_blend, pt_note],
@@ -624,7 +606,7 @@ def build_app() -> gr.Blocks:
                     with gr.Column():
                         bt_files = gr.File(label="Images or .zip archives", file_count="multiple",
                                            file_types=["image", ".zip"])
-                        bt_outputs = gr.CheckboxGroup(BATCH_OUTPUTS, value=["mask", "cutout"], label="Outputs")
+                        bt_outputs = gr.CheckboxGroup(list(APP_OUTPUT_KINDS), value=["mask", "cutout"], label="Outputs")
                         bt_run = gr.Button("Process", variant="primary")
                         gr.Examples([[[p[0] for p in OBJECTS_FIRST]]], inputs=[bt_files],
                                     label="Example: all five pictures")
@@ -636,7 +618,8 @@ def build_app() -> gr.Blocks:
 
             with gr.Tab("Video", id="video"):
                 gr.Markdown("The background of every frame removed or replaced (the first "
-                            f"{_video_limits()} are processed).")
+                            f"{PUBLIC_MAX_SECONDS:g} seconds, scaled to {PUBLIC_MAX_SIDE} px on the "
+                            "longer side).")
                 with gr.Row():
                     with gr.Column():
                         vd_in = gr.Video(label="Video", sources=["upload"])
@@ -669,12 +652,6 @@ def build_app() -> gr.Blocks:
                              stream_every=0.2, time_limit=120, concurrency_id="network",
                              show_progress="hidden")
     return demo
-
-
-def _video_limits() -> str:
-    seconds = os.environ.get("U2NET_VIDEO_MAX_SECONDS", "20")
-    side = os.environ.get("U2NET_VIDEO_MAX_SIDE", "640")
-    return f"{seconds} seconds, scaled to {side} px on the longer side"
 
 
 demo = build_app()  # module level, so `gradio app.py` (live reload) finds it
@@ -710,10 +687,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def preload(models: list[str]) -> None:
     """Load each model's weights now (fetching them if needed) so the first visitor waits less."""
     for name in models:
-        predictor = get_predictor(name, device=SETTINGS.device, precision=SETTINGS.precision)
-        predictor.predict(Image.new("RGB", (64, 64), "white"))
-        _loaded_models.add(name)
-        print(f"preloaded {name}", flush=True)
+        predictor = get_predictor(name, device=SETTINGS.device, precision=SETTINGS.precision).load()
+        print(f"preloaded {name} from {predictor.weights_path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,289 @@
+"""The real app, started as `python app.py` on a free loopback port, driven with gradio_client.
+
+Weights: the real u2netp/u2net from ../shared/weights (U2NET_HOME), the Hub offline. The
+portrait weights are not on this machine, so the portrait model gets a randomly initialised
+U²-Net in the official .pth layout: the drawing is meaningless, but it is a real pass through a
+real network and the app's plumbing is what is tested here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageDraw
+
+from tests.app_server import running_app, server_log
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CAT = EXAMPLES / "cat.jpg"  # 451 × 300
+ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512 × 512
+BRICK = EXAMPLES / "background_brick.jpg"
+MAX_PIXELS = 2_000_000  # the app under test refuses bigger images, so "too large" is cheap to test
+
+ENDPOINTS = {"/all_outputs", "/remove_background", "/change_background", "/bounding_boxes",
+             "/highlight", "/crop", "/portrait", "/batch", "/video", "/webcam"}
+
+
+def write_random_portrait_weights(path: Path, seed: int = 0) -> Path:
+    """A U²-Net with random weights, saved as the official training checkpoint would be:
+    every REBNCONV as conv_s1 + bn_s1 (identity statistics), plus the side outputs."""
+    from u2net.model import build_model
+
+    torch.manual_seed(seed)
+    state = {}
+    for key, value in build_model("u2net").state_dict().items():
+        state[key] = value.clone()
+        if key.endswith(".conv_s1.bias"):
+            bn = key[: -len("conv_s1.bias")] + "bn_s1"
+            n = value.shape[0]
+            state.update({f"{bn}.weight": torch.ones(n), f"{bn}.bias": torch.zeros(n),
+                          f"{bn}.running_mean": torch.zeros(n), f"{bn}.running_var": torch.ones(n),
+                          f"{bn}.num_batches_tracked": torch.tensor(0)})
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def portrait_weights(tmp_path_factory) -> Path:
+    return write_random_portrait_weights(tmp_path_factory.mktemp("portrait") / "u2net_portrait_random.pth")
+
+
+@pytest.fixture(scope="module")
+def app_url(weights_dir, portrait_weights, tmp_path_factory):
+    env = {
+        "U2NET_HOME": str(weights_dir),
+        "U2NET_U2NET_PORTRAIT_WEIGHTS": str(portrait_weights),
+        "U2NET_MAX_PIXELS": str(MAX_PIXELS),
+        "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
+    }
+    with running_app(env=env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url, tmp_path_factory) -> Client:
+    return Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def opened(path: str) -> Image.Image:
+    """The file the app returned, decoded (fails the test if it is not an image)."""
+    assert path and Path(path).is_file(), f"no file: {path!r}"
+    with Image.open(path) as im:
+        im.load()
+        return im.copy()
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def predict(client: Client, app_url: str, *args, api_name: str):
+    """client.predict, with the server's log in the message when the call fails unexpectedly."""
+    try:
+        return client.predict(*args, api_name=api_name)
+    except AppError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{api_name} failed: {exc}\n--- app log ---\n{server_log(app_url)}") from exc
+
+
+def test_every_tab_is_a_named_endpoint_with_typed_inputs(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    named = api["named_endpoints"]
+    assert ENDPOINTS <= set(named), f"missing: {ENDPOINTS - set(named)}"
+    for name in ENDPOINTS - {"/batch"}:
+        first = named[name]["parameters"][0]
+        assert first["python_type"]["type"] == "filepath", (name, first)
+    models = named["/remove_background"]["parameters"][1]
+    assert models["parameter_name"] == "model"
+    for model in ("u2netp", "u2net", "u2net_human_seg"):
+        assert model in models["python_type"]["type"]
+
+
+def test_all_outputs_from_one_upload(client, app_url):
+    (mask, cut, background, boxes, highlighted, cropped, portrait, slider, boxes_json, notes) = predict(
+        client, app_url, handle_file(CAT), "u2netp", "#00b140", "desaturate", "1:1", api_name="/all_outputs")
+    size = size_of(CAT)
+    for path, mode in ((mask, "L"), (cut, "RGBA"), (background, "RGB"), (boxes, "RGB"),
+                       (highlighted, "RGB")):
+        im = opened(path)
+        assert im.size == size and im.mode == mode, (path, im.size, im.mode)
+    assert Path(mask).name == "cat_mask.png" and Path(cut).name == "cat_cutout.png"
+    crop = opened(cropped)
+    assert crop.width == crop.height <= min(size), crop.size  # 1:1 inside the image
+    assert opened(portrait).size == size
+    before, after = slider
+    assert opened(before).size == opened(after).size == size
+    assert opened(after).mode == "RGBA"
+    data = json.loads(json.dumps(boxes_json))
+    assert data["boxes"] and data["union"] is not None
+    box = data["boxes"][0]
+    assert 0 <= box["x0"] < box["x1"] <= size[0] and 0 <= box["y0"] < box["y1"] <= size[1]
+    assert notes == ""  # the portrait weights are available in this run
+    # The green background really is green where the mask says "background".
+    m, bg = opened(mask), opened(background)
+    corner = next((x, y) for x, y in ((0, 0), (size[0] - 1, 0), (0, size[1] - 1), (size[0] - 1, size[1] - 1))
+                  if m.getpixel((x, y)) < 10)
+    assert bg.getpixel(corner) == (0, 0xB1, 0x40)
+
+
+def test_remove_background_png_and_webp(client, app_url):
+    png = predict(client, app_url, handle_file(CAT), "u2netp", 0.0, 0.0, True, "PNG",
+                  api_name="/remove_background")
+    webp = predict(client, app_url, handle_file(CAT), "u2netp", 0.5, 2.0, True, "WebP",
+                   api_name="/remove_background")
+    assert Path(png).name == "cat_cutout.png" and Path(webp).name == "cat_cutout.webp"
+    soft, hard = opened(png), opened(webp)
+    assert soft.size == hard.size == size_of(CAT)
+    assert soft.mode == hard.mode == "RGBA"
+    # Threshold 0 keeps the soft edge; 0.5 + feather changes the alpha.
+    assert soft.getchannel("A").tobytes() != hard.getchannel("A").tobytes()
+
+
+def test_change_background_colour_picture_and_transparent(client, app_url):
+    size = size_of(ASTRONAUT)
+    colour = opened(predict(client, app_url, handle_file(ASTRONAUT), "u2netp", "colour", "#2e86de", None,
+                            12, "cover", 0, api_name="/change_background"))
+    picture = opened(predict(client, app_url, handle_file(ASTRONAUT), "u2netp", "image", "#ffffff",
+                             handle_file(BRICK), 12, "contain", 0, api_name="/change_background"))
+    clear = opened(predict(client, app_url, handle_file(ASTRONAUT), "u2netp", "transparent", "#ffffff", None,
+                           12, "cover", 0, api_name="/change_background"))
+    assert colour.size == picture.size == clear.size == size
+    assert colour.mode == picture.mode == "RGB" and clear.mode == "RGBA"
+    assert colour.tobytes() != picture.tobytes()
+
+
+def test_bounding_boxes_image_json_and_file(client, app_url):
+    drawn, data, json_file = predict(client, app_url, handle_file(CAT), "u2netp", 0.5, 0.001, "#00ff00", 4,
+                                     True, True, api_name="/bounding_boxes")
+    assert opened(drawn).size == size_of(CAT)
+    assert json.loads(Path(json_file).read_text()) == data
+    assert Path(json_file).name == "cat_boxes.json"
+    assert len(data["boxes"]) >= 1
+    for box in data["boxes"]:
+        assert set(box) >= {"x0", "y0", "x1", "y1", "area", "score"}
+        assert 0 <= box["score"] <= 1 and box["area"] > 0
+
+
+@pytest.mark.parametrize("mode", ["dim", "heatmap", "outline"])
+def test_highlight(client, app_url, mode):
+    out = predict(client, app_url, handle_file(CAT), "u2netp", mode, 0.7, "#ffcc00", api_name="/highlight")
+    assert opened(out).size == size_of(CAT)
+    assert Path(out).name == f"cat_highlight_{mode}.png"
+
+
+def test_crop(client, app_url):
+    path, message = predict(client, app_url, handle_file(CAT), "u2netp", 10, "free", "cutout",
+                            api_name="/crop")
+    im = opened(path)
+    w, h = size_of(CAT)
+    assert im.mode == "RGBA" and im.width <= w and im.height <= h and im.width * im.height < w * h
+    assert isinstance(message, str)
+
+
+def test_portrait(client, app_url):
+    drawing, blend, note = predict(client, app_url, handle_file(ASTRONAUT), 2.0, 0.5, api_name="/portrait")
+    size = size_of(ASTRONAUT)
+    assert opened(drawing).size == opened(blend).size == size
+    assert note == ""
+
+
+def test_batch_of_examples_to_zip(client, app_url):
+    archive, summary = predict(client, app_url, [handle_file(CAT), handle_file(ASTRONAUT)], ["mask", "cutout"],
+                               "u2netp", api_name="/batch")
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        assert "manifest.csv" in names
+        rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+        images = [n for n in names if n.lower().endswith((".png", ".webp"))]
+        assert len(images) >= 4, names  # two outputs for each of two pictures
+        for name in images:
+            with Image.open(io.BytesIO(zf.read(name))) as im:
+                assert im.size in (size_of(CAT), size_of(ASTRONAUT)), (name, im.size)
+    assert len(rows) >= 2 and isinstance(summary, str) and summary
+
+
+def _bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, words the error message must contain)."""
+    text = tmp_path / "notes.png"
+    text.write_text("this is not a picture")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(CAT.read_bytes()[:2000])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1200), "white").save(big)  # 2.4 MP > the 2 MP limit of this run
+    return {
+        "not an image": (text, "not an image"),
+        "truncated": (truncated, "damaged or truncated"),
+        "empty": (empty, "empty"),
+        "too large": (big, "over the limit"),
+    }
+
+
+def test_bad_uploads_get_readable_errors_and_the_app_keeps_serving(client, app_url, tmp_path):
+    for what, (path, words) in _bad_uploads(tmp_path).items():
+        with pytest.raises(AppError) as info:
+            client.predict(handle_file(path), "u2netp", 0.0, 0.0, True, "PNG", api_name="/remove_background")
+        message = str(info.value)
+        assert words in message, (what, message)
+        assert "Traceback" not in message
+    # Same server, next request: fine.
+    out = predict(client, app_url, handle_file(CAT), "u2netp", 0.0, 0.0, True, "PNG",
+                  api_name="/remove_background")
+    assert opened(out).size == size_of(CAT)
+
+
+def test_missing_model_weights_are_a_readable_error(client, app_url):
+    # u2net_human_seg's weights are not in ../shared and the Hub is offline.
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(CAT), "u2net_human_seg", "dim", 0.6, "#ff3b30", api_name="/highlight")
+    assert "u2net_human_seg" in str(info.value)
+    assert opened(predict(client, app_url, handle_file(CAT), "u2netp", "dim", 0.6, "#ff3b30",
+                          api_name="/highlight")).size == size_of(CAT)
+
+
+# ---------------------------------------------------------------------------------------------
+# One network pass per image: the handler the /all_outputs endpoint runs, called in this process
+# so the shared predictors' own counters can be read (no debug endpoint in the product).
+
+
+def _unique_picture(tmp_path: Path) -> Path:
+    """An image no predictor in this process has seen (masks are cached by content)."""
+    with Image.open(EXAMPLES / "coffee.jpg") as im:
+        im = im.convert("RGB")
+    ImageDraw.Draw(im).text((5, 5), uuid.uuid4().hex, fill=(255, 0, 0))
+    path = tmp_path / "unique.png"
+    im.save(path)
+    return path
+
+
+def test_all_outputs_runs_each_network_once_per_image(portrait_weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("U2NET_U2NET_PORTRAIT_WEIGHTS", str(portrait_weights))
+    import app
+    from u2net.predictor import get_predictor
+
+    salient = get_predictor("u2netp")
+    portrait = get_predictor("u2net_portrait")
+    picture = str(_unique_picture(tmp_path))
+    before = (salient.inference_count, portrait.inference_count)
+
+    first = app.all_outputs(picture, "u2netp", "white", "dim", "free")
+    assert all(Path(p).is_file() for p in first[:7])
+    assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
+
+    # New controls re-render from the cached masks: no network pass at all.
+    again = app.all_outputs(picture, "u2netp", "blur", "heatmap", "16:9")
+    assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
+    assert opened(again[2]).tobytes() != opened(first[2]).tobytes()  # the background did change

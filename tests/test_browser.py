@@ -1,0 +1,113 @@
+"""A real browser (Playwright driving Debian's chromium) on the real app.
+
+Opens the page, uploads an example in the all-outputs tab and waits for every output, then runs
+two other tabs (one by clicking an example, one by uploading) and checks that a bad upload is a
+readable message in the page. Screenshots go to artifacts/browser/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.app_server import running_app
+from tests.test_app import write_random_portrait_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+WAIT_MS = 180_000  # first use loads the weights; two busy CPU cores
+
+
+@pytest.fixture(scope="module")
+def app_url(weights_dir, tmp_path_factory):
+    portrait = write_random_portrait_weights(tmp_path_factory.mktemp("portrait") / "u2net_portrait_random.pth")
+    env = {"U2NET_HOME": str(weights_dir), "U2NET_U2NET_PORTRAIT_WEIGHTS": str(portrait),
+           "HF_HOME": str(tmp_path_factory.mktemp("hf_home"))}
+    with running_app(env=env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium is missing at {CHROMIUM}: run `apt-get install -y chromium` "
+                    "(scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Not "networkidle": the page keeps a connection to the server open.
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.locator("#all-image").wait_for(timeout=WAIT_MS)
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(artifacts_dir) -> Path:
+    folder = artifacts_dir / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def image_shown(page, elem_id: str):
+    """Wait until the output component `elem_id` shows an image that has loaded."""
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible", timeout=WAIT_MS)
+    page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle(),
+                           timeout=WAIT_MS)
+    return img
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_all_outputs_tab_renders_every_output(page, shots):
+    assert "U²-Net Studio" in page.title()
+    page.locator("#all-image input[type=file]").set_input_files(str(EXAMPLES / "cat.jpg"))
+    for elem_id in ("all-mask", "all-cutout", "all-new-bg", "all-boxes", "all-highlight", "all-crop",
+                    "all-portrait"):
+        image_shown(page, elem_id)
+    slider_images = page.locator("#all-slider img")
+    slider_images.first.wait_for(state="visible", timeout=WAIT_MS)
+    assert slider_images.count() >= 2  # before and after
+    page.locator("#all-boxes-json").get_by_text("boxes").first.wait_for(timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "all_outputs.png"), full_page=True)
+
+
+def test_remove_background_tab_from_an_example(page, shots):
+    open_tab(page, "Remove background")
+    tab = page.locator("#rm-image").locator("xpath=ancestor::div[@role='tabpanel']")
+    tab.locator("button.gallery-item").first.click()  # the first example: the cat
+    image_shown(page, "rm-out")
+    src = page.locator("#rm-out img").first.get_attribute("src") or ""
+    assert "cutout" in src, src  # the file shown is the one that downloads, named after the input
+    page.screenshot(path=str(shots / "remove_background.png"), full_page=True)
+
+
+def test_bounding_boxes_tab_from_an_upload(page, shots):
+    open_tab(page, "Bounding boxes")
+    page.locator("#bx-image input[type=file]").set_input_files(str(EXAMPLES / "coffee.jpg"))
+    image_shown(page, "bx-out")
+    page.locator("#bx-json").get_by_text("union").first.wait_for(timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "bounding_boxes.png"), full_page=True)
+
+
+def test_a_bad_upload_is_a_readable_message(page, shots, tmp_path):
+    open_tab(page, "Highlight")
+    bad = tmp_path / "holiday.png"
+    bad.write_text("not a picture at all")
+    page.locator("#hl-image input[type=file]").set_input_files(str(bad))
+    message = page.get_by_text("not an image format we can read").first
+    message.wait_for(state="visible", timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "bad_upload.png"), full_page=True)
+    # The page still works: an example in the same tab renders.
+    page.locator("#hl-image input[type=file]").set_input_files(str(EXAMPLES / "rocket.jpg"))
+    image_shown(page, "hl-out")
