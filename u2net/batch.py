@@ -684,7 +684,9 @@ class BatchReport:
         text += "."
         errors = [r for r in self.rows if r["status"] == "error"]
         for row in errors[:5]:
-            text += f"\n  {row['input']}: {row['error']}"
+            error = row["error"]
+            name = Path(row["input"]).name + ": "
+            text += f"\n  {row['input']}: {error[len(name):] if error.startswith(name) else error}"
         if len(errors) > 5:
             text += f"\n  … and {len(errors) - 5} more (see the manifest)"
         if self.output:
