@@ -594,7 +594,7 @@ def build_app() -> gr.Blocks:
                         with gr.Row():
                             pt_drawing = image_output("Drawing", elem_id="pt-drawing")
                             pt_blend = image_output("Blend", elem_id="pt-blend")
-                        pt_note = gr.Markdown()
+                        pt_note = gr.Markdown(elem_id="pt-note")
                 rerender([pt_image.change, pt_sigma.release, pt_alpha.release],
                          portrait, [pt_image, pt_sigma, pt_alpha], [pt_drawing, pt_blend, pt_note],
                          "portrait")
@@ -648,9 +648,15 @@ def build_app() -> gr.Blocks:
                 with gr.Row():
                     wc_in = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
                     wc_out = gr.Image(label="Result", type="numpy", interactive=False)
-                wc_in.stream(webcam, [wc_in, wc_background, model], [wc_out], api_name="webcam",
-                             stream_every=0.2, time_limit=120, concurrency_id="network",
-                             show_progress="hidden")
+                wc_in.stream(webcam, [wc_in, wc_background, model], [wc_out], api_name="webcam_stream",
+                             api_visibility="undocumented", stream_every=0.2, time_limit=120,
+                             concurrency_id="network", show_progress="hidden")
+                # gradio_client cannot feed a stream, so the API gets the same handler for one
+                # frame at a time through components the page does not show.
+                wc_frame = gr.Image(type="numpy", visible=False)
+                wc_frame_out = gr.Image(type="numpy", format="png", visible=False)
+                wc_frame.change(webcam, [wc_frame, wc_background, model], [wc_frame_out], api_name="webcam",
+                                concurrency_id="network")
     return demo
 
 

@@ -1,6 +1,6 @@
 """Start the real app (`python app.py`) in a subprocess on a free loopback port, for tests.
 
-    from tests.app_server import running_app
+    from app_server import running_app   # tests/ is on sys.path under pytest
 
     with running_app() as url:                 # waits until the page is served
         client = gradio_client.Client(url)
@@ -122,3 +122,28 @@ def server_log(url: str) -> str:
 def _tail(path: str, chars: int = 6000) -> str:
     text = Path(path).read_text(errors="replace")
     return text[-chars:]
+
+
+def random_portrait_weights(path: Path, seed: int = 0) -> Path:
+    """A U²-Net with random weights, saved as the official training checkpoint would be:
+    every REBNCONV as conv_s1 + bn_s1 (identity statistics), plus the side outputs.
+
+    The real u2net_portrait.pth is not in ../shared; point the app at this file with
+    U2NET_U2NET_PORTRAIT_WEIGHTS to exercise the portrait plumbing (the drawing is noise).
+    """
+    import torch
+
+    from u2net.model import build_model
+
+    torch.manual_seed(seed)
+    state = {}
+    for key, value in build_model("u2net").state_dict().items():
+        state[key] = value.clone()
+        if key.endswith(".conv_s1.bias"):
+            bn = key[: -len("conv_s1.bias")] + "bn_s1"
+            n = value.shape[0]
+            state.update({f"{bn}.weight": torch.ones(n), f"{bn}.bias": torch.zeros(n),
+                          f"{bn}.running_mean": torch.zeros(n), f"{bn}.running_var": torch.ones(n),
+                          f"{bn}.num_batches_tracked": torch.tensor(0)})
+    torch.save(state, path)
+    return path

@@ -16,12 +16,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
+from app_server import random_portrait_weights, running_app, server_log
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
-
-from tests.app_server import running_app, server_log
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -34,28 +32,9 @@ ENDPOINTS = {"/all_outputs", "/remove_background", "/change_background", "/bound
              "/highlight", "/crop", "/portrait", "/batch", "/video", "/webcam"}
 
 
-def write_random_portrait_weights(path: Path, seed: int = 0) -> Path:
-    """A U²-Net with random weights, saved as the official training checkpoint would be:
-    every REBNCONV as conv_s1 + bn_s1 (identity statistics), plus the side outputs."""
-    from u2net.model import build_model
-
-    torch.manual_seed(seed)
-    state = {}
-    for key, value in build_model("u2net").state_dict().items():
-        state[key] = value.clone()
-        if key.endswith(".conv_s1.bias"):
-            bn = key[: -len("conv_s1.bias")] + "bn_s1"
-            n = value.shape[0]
-            state.update({f"{bn}.weight": torch.ones(n), f"{bn}.bias": torch.zeros(n),
-                          f"{bn}.running_mean": torch.zeros(n), f"{bn}.running_var": torch.ones(n),
-                          f"{bn}.num_batches_tracked": torch.tensor(0)})
-    torch.save(state, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def portrait_weights(tmp_path_factory) -> Path:
-    return write_random_portrait_weights(tmp_path_factory.mktemp("portrait") / "u2net_portrait_random.pth")
+    return random_portrait_weights(tmp_path_factory.mktemp("portrait") / "u2net_portrait_random.pth")
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +71,6 @@ def predict(client: Client, app_url: str, *args, api_name: str):
     """client.predict, with the server's log in the message when the call fails unexpectedly."""
     try:
         return client.predict(*args, api_name=api_name)
-    except AppError:
-        raise
     except Exception as exc:
         raise AssertionError(f"{api_name} failed: {exc}\n--- app log ---\n{server_log(app_url)}") from exc
 
@@ -212,6 +189,12 @@ def test_batch_of_examples_to_zip(client, app_url):
             with Image.open(io.BytesIO(zf.read(name))) as im:
                 assert im.size in (size_of(CAT), size_of(ASTRONAUT)), (name, im.size)
     assert len(rows) >= 2 and isinstance(summary, str) and summary
+
+
+def test_webcam_frame_endpoint(client, app_url):
+    # The live tab streams; the API takes one frame at a time through the same handler.
+    frame = opened(predict(client, app_url, handle_file(CAT), "#00ff00", "u2netp", api_name="/webcam"))
+    assert frame.size == size_of(CAT) and frame.mode == "RGB"
 
 
 def _bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:
