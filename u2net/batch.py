@@ -40,7 +40,7 @@ from pathlib import Path
 from PIL import Image
 
 from .archives import DEFAULT_LIMITS, ArchiveLimits, extract_zip, is_zip, write_zip
-from .errors import U2NetError
+from .errors import U2NetError, WeightsError
 
 OUTPUT_KINDS = ("mask", "cutout", "background", "boxes", "highlight", "crop", "portrait")
 APP_OUTPUT_KINDS = OUTPUT_KINDS[:-1]  # the portrait model is a separate download: CLI only
@@ -341,7 +341,8 @@ def encode_for(path: Path, image: Image.Image) -> bytes:
 
 
 def render(image: Image.Image, mask: Image.Image | None, kinds: Sequence[str],
-           options: BatchOptions, portrait_predictor=None) -> tuple[dict[str, Image.Image | bytes], dict]:
+           options: BatchOptions, portrait_predictor=None, portrait_weights: str | None = None,
+           device: str | None = None) -> tuple[dict[str, Image.Image | bytes], dict]:
     """Every requested output of one image from its one mask.
 
     Parameters:
@@ -349,7 +350,8 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Sequence[str],
         mask: its saliency mask ("L"); may be None when only "portrait" is asked for.
         kinds: output names (see OUTPUT_KINDS).
         options: effect settings.
-        portrait_predictor: the portrait model's predictor (loaded by draw_portrait if None).
+        portrait_predictor: the portrait model's predictor (None: the shared one, made from
+            `portrait_weights` and `device`).
 
     Returns:
         ({"mask": image, …, "boxes.json": bytes}, boxes as a dict or {} without a mask).
@@ -393,7 +395,8 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Sequence[str],
         elif kind == "portrait":
             from . import portrait
 
-            drawing = portrait.draw_portrait(image, predictor=portrait_predictor)
+            drawing = portrait.draw_portrait(image, predictor=portrait_predictor,
+                                             weights=portrait_weights, device=device)
             results[kind] = (portrait.blend_portrait(image, drawing, sigma=options.portrait_sigma,
                                                      alpha=options.portrait_alpha)
                              if options.blend else drawing)
@@ -500,7 +503,8 @@ def _error_row(task: Task, exc: BaseException, started: float) -> dict:
 
 
 def _finish(task: Task, job: Job, image: Image.Image, mask: Image.Image | None, started: float) -> dict:
-    results, boxes = render(image, mask, job.kinds, job.options)
+    results, boxes = render(image, mask, job.kinds, job.options, device=job.device,
+                            portrait_weights=job.weights if job.model == "u2net_portrait" else None)
     out_root = Path(job.out_root)
     files: dict[str, int] = {}
     targets: list[tuple[Path, str, bytes]] = []
@@ -543,20 +547,24 @@ def process_tasks(tasks: Sequence[Task], job: Job | None = None) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 - any failure is this image's, not the batch's
             rows[i] = _error_row(task, exc, started)
     masks: list[Image.Image | None] = [None] * len(loaded)
-    if loaded and set(job.kinds) != {"portrait"}:
+    if loaded and set(job.kinds) != {"portrait"}:  # a portrait needs no saliency mask
         try:
             predictor = _predictor(job)
             if len(loaded) == 1:
                 masks = [predictor.predict(loaded[0][1])]
             else:
                 masks = list(predictor.predict_batch([img for _, img in loaded]))
-        except Exception as exc:  # noqa: BLE001 - e.g. missing weights: every image says why
+        except WeightsError:
+            raise  # no weights: no image can succeed; stop with one clear message
+        except Exception as exc:  # noqa: BLE001
             for i, _ in loaded:
                 rows[i] = _error_row(tasks[i], exc, started)
             loaded = []
     for (i, image), mask in zip(loaded, masks, strict=False):
         try:
             rows[i] = _finish(tasks[i], job, image, mask, started)
+        except WeightsError:
+            raise  # e.g. the portrait model is missing
         except Exception as exc:  # noqa: BLE001
             rows[i] = _error_row(tasks[i], exc, started)
     return [rows[i] for i in range(len(tasks))]
@@ -689,7 +697,7 @@ class BatchReport:
             text += f"\n  {row['input']}: {error[len(name):] if error.startswith(name) else error}"
         if len(errors) > 5:
             text += f"\n  … and {len(errors) - 5} more (see the manifest)"
-        if self.output:
+        if self.output and (self.succeeded or self.manifest):
             text += f"\nOutput: {self.output}"
         return text
 

@@ -60,7 +60,8 @@ def _common(parser: argparse.ArgumentParser, batch: bool) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="u2netp",
                        help="u2netp (small, fast; default), u2net (full), u2net_human_seg")
-    model.add_argument("--weights", help="explicit weights file (.onnx or .pth)")
+    model.add_argument("--weights", help="explicit weights file (.onnx or .pth); for `portrait`, the "
+                       "portrait model's")
     model.add_argument("--device", help="cpu, cuda, cuda:0 … (default: CUDA when available)")
     model.add_argument("--precision", choices=("exact", "fast"), default="exact",
                        help="exact: the published model's answer; fast: may trade a little fidelity")
@@ -200,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = str(single.with_name(f"{single.stem}_{args.command}.png"))
     try:
         report = run_batch(
-            args.inputs, output, kinds, model=args.model, weights=args.weights, device=args.device,
+            args.inputs, output, kinds,
+            model="u2net_portrait" if args.command == "portrait" else args.model, weights=args.weights, device=args.device,
             precision=args.precision, options=_options(args), workers=args.workers,
             batch_size=args.batch_size, recursive=args.recursive,
             manifest=args.command == "batch" or Path(output).suffix.lower() == ".zip",
