@@ -1,7 +1,7 @@
 """The bad-input corpus: every awkward file a stranger may hand us, built by code at test time.
 
 Nothing here is downloaded or committed as a binary: `build_corpus(folder)` writes each case
-into `folder` and returns the cases with the outcome each one must have — either a readable
+into `folder` and returns the cases (by name) with the outcome each one must have — either a readable
 image of a known upright size (plus, where it matters, a check of what the pixels must be),
 or one of the clear errors from `u2net.errors`.
 """
@@ -35,6 +35,7 @@ class Case:
         size: the upright (width, height) the image must have when it loads.
         check: optional extra test on the loaded RGB image (raises AssertionError).
         note: what the case is, for reports.
+        words: for a bad case, what its message must say (a regular expression).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Case:
     size: tuple[int, int] | None = None
     check: Callable[[Image.Image], None] | None = field(default=None, repr=False)
     note: str = ""
+    words: str = ""  # a regular expression the error message must match (case-insensitive)
 
     @property
     def ok(self) -> bool:
@@ -164,7 +166,7 @@ def jpeg_bomb(width: int = 60000, height: int = 60000) -> bytes:
 def _sixteen_bit_png() -> bytes:
     # A horizontal ramp over the full 16-bit range: it must arrive scaled, not clipped to 255.
     ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
-    return _encode(Image.fromarray(ramp, mode="I;16"), "PNG")
+    return _encode(Image.fromarray(ramp), "PNG")  # uint16 -> mode "I;16"
 
 
 def _check_ramp(img: Image.Image) -> None:
@@ -211,69 +213,104 @@ def _heic() -> bytes | None:
 
 # --- the corpus ----------------------------------------------------------------------------
 
-# The over-limit image and the bombs are judged against the product's default limit.
-OVER_LIMIT_SIZE = (8200, 8000)  # 65.6 Mpx, just over the 64 Mpx default; a real, whole PNG
+# The over-limit image and the bombs are judged against the product's default limit (64 Mpx).
+OVER_LIMIT_SIZE = (8200, 8000)  # 65.6 Mpx: a real, whole PNG of 64 kB
 
 
-def build_corpus(folder: Path) -> list[Case]:
-    """Write every case into `folder` (created if needed) and return them, good ones first."""
+def _heif_readable() -> bool:
+    from u2net.images import HEIF_SUPPORTED
+
+    return HEIF_SUPPORTED
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to make one case and what it must give (see Case)."""
+
+    name: str
+    ext: str
+    make: Callable[[], bytes]
+    error: type[Exception] | None = None
+    size: tuple[int, int] | None = None
+    check: Callable[[Image.Image], None] | None = None
+    note: str = ""
+    words: str = ""  # a regular expression the error message must match (case-insensitive)
+
+
+EMPTY = r"empty \(0 bytes\)"
+DAMAGED = r"damaged or truncated"
+NOT_IMAGE = r"not an image format we can read"
+TOO_LARGE = r"over the limit of [\d,]+"
+
+
+def _specs() -> list[Spec]:
+    specs = [
+        Spec("animated", "gif", _animated_gif, size=(48, 40), check=_expect_colour(RED),
+             note="animated GIF, 3 frames: the first is used"),
+        Spec("sixteen_bit", "png", _sixteen_bit_png, size=(64, 32), check=_check_ramp,
+             note="16-bit greyscale PNG: the full range scaled to 8 bits"),
+        Spec("cmyk", "jpg", _cmyk_jpeg, size=(64, 48), check=_expect_quadrants, note="CMYK JPEG"),
+        Spec("palette_alpha", "png", _palette_transparent_png, size=(64, 48),
+             note="palette PNG with a transparent index"),
+        Spec("grey_alpha", "png", _grey_alpha_png, size=(40, 30), note="greyscale + alpha PNG"),
+        Spec("one_pixel", "png", lambda: _encode(Image.new("RGB", (1, 1), RED), "PNG"), size=(1, 1),
+             note="1×1 image"),
+        Spec("strip", "png", lambda: _encode(Image.new("RGB", (20000, 1), GREEN), "PNG"),
+             size=(20000, 1), note="20000×1 strip"),
+        *[Spec(f"exif_orientation_{o}", "jpg", lambda o=o: exif_jpeg(o, 64, 32), size=(64, 32),
+               check=_expect_quadrants, note=f"EXIF orientation {o}: shown upright")
+          for o in range(1, 9)],
+        Spec("corrupt_exif", "jpg", corrupt_exif_jpeg, size=(64, 48), check=_expect_quadrants,
+             note="JPEG with a garbage EXIF block: the picture still loads"),
+        Spec("multipage", "tiff", _multipage_tiff, size=(50, 30), check=_expect_colour(RED),
+             note="TIFF with 3 pages: the first is used"),
+        Spec("webp", "webp", lambda: _encode(Image.fromarray(quadrants(64, 48)), "WEBP", quality=95),
+             size=(64, 48), check=_expect_quadrants, note="WebP"),
+        Spec("png_named_jpg", "jpg", small_png, size=(64, 48), check=_expect_quadrants,
+             note="a PNG named .jpg: the content decides"),
+    ]
+    if _heif_readable():
+        specs.append(Spec("heic", "heic", _heic, size=(64, 48), check=_expect_quadrants,
+                          note="HEIC (iPhone photo), read through pillow-heif"))
+    else:
+        specs.append(Spec("heic", "heic", lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+                          InvalidImageError, words="HEIC", note="HEIC without pillow-heif: refused clearly"))
+    jpg = lambda: small_jpeg(320, 240)  # noqa: E731
+    png = lambda: _encode(Image.fromarray(  # noqa: E731
+        np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)), "PNG")
+    specs += [
+        Spec("zero_byte", "jpg", lambda: b"", InvalidImageError, words=EMPTY, note="empty file"),
+        Spec("truncated_jpeg", "jpg", lambda: jpg()[: len(jpg()) // 2], InvalidImageError,
+             words=DAMAGED, note="JPEG cut in half"),
+        Spec("truncated_png", "png", lambda: png()[: len(png()) // 2], InvalidImageError,
+             words=DAMAGED, note="PNG cut in half"),
+        Spec("text_as_jpg", "jpg", lambda: b"Dear colleague,\nplease find the photo attached.\n" * 20,
+             InvalidImageError, words=NOT_IMAGE, note="a text file named .jpg"),
+        Spec("html_as_png", "png", lambda: b"<!doctype html><html><body><img src=x.png></body></html>\n",
+             InvalidImageError, words=NOT_IMAGE, note="an HTML page named .png"),
+        Spec("over_limit", "png", lambda: handmade_png(*OVER_LIMIT_SIZE), ImageTooLargeError,
+             words=TOO_LARGE, note=f"{OVER_LIMIT_SIZE[0]}×{OVER_LIMIT_SIZE[1]} PNG, over the 64 Mpx limit"),
+        Spec("bomb_png", "png", lambda: handmade_png(100_000, 100_000, rows=4), ImageTooLargeError,
+             words="decompression bomb", note="PNG bomb: 467 bytes declaring 100000×100000"),
+        Spec("bomb_jpeg", "jpg", jpeg_bomb, ImageTooLargeError, words="decompression bomb",
+             note="JPEG bomb: a frame header declaring 60000×60000"),
+    ]
+    return specs
+
+
+SPECS = _specs()
+CASE_NAMES = [s.name for s in SPECS]
+GOOD = [s.name for s in SPECS if s.error is None]
+BAD = [s.name for s in SPECS if s.error is not None]
+
+
+def build_corpus(folder: Path) -> dict[str, Case]:
+    """Write every case into `folder` (created if needed); returns {name: Case}, good ones first."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cases: list[Case] = []
-
-    def add(name: str, ext: str, data: bytes, error=None, size=None, check=None, note="") -> None:
-        path = folder / f"{name}.{ext}"
-        path.write_bytes(data)
-        cases.append(Case(name, path, error, size, check, note))
-
-    # Readable, if awkward: each must load at its upright size.
-    add("animated", "gif", _animated_gif(), size=(48, 40), check=_expect_colour(RED),
-        note="animated GIF, 3 frames: the first is used")
-    add("sixteen_bit", "png", _sixteen_bit_png(), size=(64, 32), check=_check_ramp,
-        note="16-bit greyscale PNG, full-range ramp")
-    add("cmyk", "jpg", _cmyk_jpeg(), size=(64, 48), check=_expect_quadrants, note="CMYK JPEG")
-    add("palette_alpha", "png", _palette_transparent_png(), size=(64, 48),
-        note="palette PNG with a transparent index")
-    add("grey_alpha", "png", _grey_alpha_png(), size=(40, 30), note="greyscale + alpha PNG")
-    add("one_pixel", "png", _encode(Image.new("RGB", (1, 1), RED), "PNG"), size=(1, 1),
-        note="1×1 image")
-    add("strip", "png", _encode(Image.new("RGB", (20000, 1), GREEN), "PNG"), size=(20000, 1),
-        note="20000×1 strip")
-    for o in range(1, 9):
-        w, h = (64, 32)
-        add(f"exif_orientation_{o}", "jpg", exif_jpeg(o, w, h), size=(w, h),
-            check=_expect_quadrants, note=f"EXIF orientation {o}: shown upright")
-    add("corrupt_exif", "jpg", corrupt_exif_jpeg(), size=(64, 48), check=_expect_quadrants,
-        note="JPEG with a garbage EXIF block: the picture still loads")
-    add("multipage", "tiff", _multipage_tiff(), size=(50, 30), check=_expect_colour(RED),
-        note="TIFF with 3 pages: the first is used")
-    add("webp", "webp", _encode(Image.fromarray(quadrants(64, 48)), "WEBP", quality=95),
-        size=(64, 48), check=_expect_quadrants, note="WebP")
-    heic = _heic()
-    if heic is not None:
-        add("heic", "heic", heic, size=(64, 48), check=_expect_quadrants,
-            note="HEIC (iPhone photos), read through pillow-heif")
-    add("png_named_jpg", "jpg", small_png(), size=(64, 48), check=_expect_quadrants,
-        note="a PNG with a .jpg name: the content decides")
-
-    # Unreadable: each must raise the clear error, never anything else.
-    add("zero_byte", "jpg", b"", InvalidImageError, note="empty file")
-    jpg = small_jpeg(320, 240)
-    add("truncated_jpeg", "jpg", jpg[: len(jpg) // 2], InvalidImageError, note="JPEG cut in half")
-    png = _encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)),
-                  "PNG")
-    add("truncated_png", "png", png[: len(png) // 2], InvalidImageError, note="PNG cut in half")
-    add("text_as_jpg", "jpg", b"Dear colleague,\nplease find the photo attached.\n" * 20,
-        InvalidImageError, note="a text file named .jpg")
-    add("html_as_png", "png", b"<!doctype html><html><body><img src=x.png></body></html>\n",
-        InvalidImageError, note="an HTML page named .png")
-    add("over_limit", "png", handmade_png(*OVER_LIMIT_SIZE), ImageTooLargeError,
-        note=f"{OVER_LIMIT_SIZE[0]}×{OVER_LIMIT_SIZE[1]} PNG, over the 64 Mpx limit")
-    add("bomb_png", "png", handmade_png(100_000, 100_000, rows=4), ImageTooLargeError,
-        note="PNG bomb: 100 B of header declaring 100000×100000")
-    add("bomb_jpeg", "jpg", jpeg_bomb(), ImageTooLargeError,
-        note="JPEG bomb: frame header declaring 60000×60000")
-    if heic is None:
-        add("heic", "heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", InvalidImageError,
-            note="HEIC without pillow-heif installed: refused clearly")
+    cases = {}
+    for spec in SPECS:
+        path = folder / f"{spec.name}.{spec.ext}"
+        path.write_bytes(spec.make())
+        cases[spec.name] = Case(spec.name, path, spec.error, spec.size, spec.check, spec.note, spec.words)
     return cases
