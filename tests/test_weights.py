@@ -321,3 +321,24 @@ def test_nothing_on_the_hub_online(hub):
     msg = str(err.value)
     assert f"{REMBG} / u2netp.onnx" in msg and "repository not found" in msg
     assert "To supply the file by hand" in msg
+
+
+# ---- end to end
+
+
+def test_predictor_fetches_u2netp_from_the_hub_on_first_use(rembg_hub, reference_dir, cache):
+    import numpy as np
+    from PIL import Image
+
+    from u2net.predictor import Predictor
+
+    predictor = Predictor("u2netp", device="cpu")  # U2NET_HOME is empty: only the Hub has it
+    image = reference_dir / "images" / "bike.jpg"
+    mask = predictor.predict(image)
+    assert cache in predictor.weights_path.parents
+    assert any(path.startswith("cdn/lfs/") for _, path in rembg_hub.requests)
+    published = Image.open(reference_dir / "u2netp_results" / "bike.png").convert("L")
+    assert mask.mode == "L" and mask.size == published.size
+    mae = np.abs(np.asarray(mask, np.float64) - np.asarray(published, np.float64)).mean() / 255
+    print(f"bike.jpg, u2netp from the fake Hub: MAE {mae:.5f} against the published mask")
+    assert mae <= 0.003
