@@ -224,7 +224,7 @@ def test_owner_override_of_repo_and_file(rembg_hub, weights_dir, monkeypatch):
 
 def test_owner_override_with_their_own_weights_needs_their_checksum(rembg_hub, monkeypatch):
     own = b"the owner's fine-tuned weights"
-    rembg_hub.add_file("owner/tuned", "u2netp.onnx", own)
+    rembg_hub.add_file("owner/tuned", "u2netp.onnx", own, lfs=False)  # a small file: served inline
     monkeypatch.setenv("U2NET_U2NETP_REPO", "owner/tuned")
     # Without a checksum of their own, a file that is not the published one is refused, and
     # the published file is used instead.
