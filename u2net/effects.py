@@ -208,9 +208,10 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours at soft edges, free of the old background's colour.
 
     Approximate fast foreground colour estimation ("blur fusion", Forte & Pitié, ICIP 2021):
-    a local, alpha-weighted mean of foreground and background colours, corrected so that
+    local means of foreground and background colours, corrected so that
     alpha·F + (1-alpha)·B reproduces the image; run twice, first with a wide then a narrow
-    window. Where alpha is 1 the colour is the image's exactly.
+    window. Our first pass averages only confident pixels (alpha near 1 / near 0), which
+    keeps wide soft edges from biasing it. Where alpha is 1 the colour is the image's exactly.
 
     Parameters:
         image: H×W×3 float (0..255).
@@ -228,8 +229,9 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
     img_s = _resize(img, small, Image.BOX) if k > 1 else img
     a_s = _resize(a, small, Image.BOX) if k > 1 else a
-    # The paper's radii (90, then 6) are for ~2-megapixel photos; scale them with the image.
-    r1 = int(np.clip(round(max(a_s.shape[:2]) / 20), 3, 90))
+    # The paper's radii (90, then 6) are for ~2-megapixel photos; smaller photos get a window
+    # of an eighth of their side, wide enough to reach solid foreground across a soft edge.
+    r1 = int(np.clip(round(max(a_s.shape[:2]) / 8), 5, 90))
     r2 = int(np.clip(round(r1 / 15), 2, 6))
 
     def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int):
@@ -249,10 +251,24 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         out += blurred_f
         return np.clip(out, 0.0, 1.0, out=out)
 
+    def confident_means(x: np.ndarray) -> np.ndarray:
+        # Pass 1 averages only confident pixels (alpha near 1 for F, near 0 for B), so a wide
+        # soft edge does not pull the estimate towards the mix; where no confident pixel is in
+        # reach it falls back to the paper's alpha weights.
+        photo, alpha_ = x[..., :3], x[..., 3:]
+        r = max(1, round(r1 / factor))
+        w_f = np.clip(2 * alpha_ - 1, 0, 1) ** 4
+        w_b = np.clip(1 - 2 * alpha_, 0, 1) ** 4
+        reach_f, reach_b = _box_blur(w_f, r), _box_blur(w_b, r)
+        conf_f = _box_blur(photo * w_f, r) / (reach_f + 1e-5)
+        conf_b = _box_blur(photo * w_b, r) / (reach_b + 1e-5)
+        paper_f, paper_b = means(photo, photo, alpha_, r)
+        return np.concatenate([np.where(reach_f > 1e-3, conf_f, paper_f),
+                               np.where(reach_b > 1e-3, conf_b, paper_b)], axis=2)
+
     # Pass 1, wide: its means are smooth at scale r1, so computed at a further reduced size.
     factor = max(1, r1 // 8)
-    both = _downscaled(np.concatenate([img_s, a_s], axis=2), factor, lambda x: np.concatenate(
-        means(x[..., :3], x[..., :3], x[..., 3:], max(1, round(r1 / factor))), axis=2))
+    both = _downscaled(np.concatenate([img_s, a_s], axis=2), factor, confident_means)
     fg_s = correct(img_s, a_s, both[..., :3], both[..., 3:])
     # Pass 2, narrow.
     blurred_f, blurred_b = means(fg_s, both[..., 3:], a_s, r2)
@@ -705,10 +721,12 @@ def _ratio_size(w: int, h: int, r: float) -> tuple[int, int]:
 
 
 def _place(size: int, centre: float, limit: int, keep: tuple[int, int]) -> int:
-    """Start of a span of `size` centred on `centre`, moved inside 0..limit when it fits."""
-    start = math.floor(centre - size / 2)
+    """Start of a span of `size` centred on `centre`, moved inside 0..limit when it fits;
+    a span longer than the image is centred on the image (even bars on both sides)."""
     if size <= limit:
-        start = min(max(start, 0), limit - size)
+        start = min(max(math.floor(centre - size / 2), 0), limit - size)
+    else:
+        start = math.floor((limit - size) / 2)
     # Never lose the object to rounding.
     start = min(start, keep[0])
     return max(start, keep[1] - size)
