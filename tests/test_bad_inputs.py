@@ -243,3 +243,103 @@ def test_app_every_corpus_file(corpus, client, app, good_upload):
         assert re.search(case.words, message, re.I), f"{name}: {message!r}"
         assert "Traceback" not in message
         assert_all_outputs_valid(all_outputs(client, good_upload), GOOD_UPLOAD_SIZE)
+
+
+# ----------------------------------------------------------------------------- app security
+
+
+def _file_data(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def raw_call(url: str, api: str, data: list) -> tuple[str, str]:
+    """Call an endpoint over plain HTTP, as a hostile client would (no gradio_client checks).
+    Returns (event, data) of the final server-sent event: ("complete" | "error", payload)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}/gradio_api/call/{api}/{event_id}", timeout=300) as response:
+        text = response.read().decode()
+    events = re.findall(r"^event: (\w+)\ndata: (.*)$", text, re.M)
+    assert events, text
+    return events[-1]
+
+
+def upload(url: str, path: Path) -> str:
+    """Upload a file the way the page does; returns the server-side path Gradio gave it."""
+    import json
+    import urllib.request
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)[0]
+
+
+def test_app_never_opens_a_path_the_user_names(app, corpus, good_upload):
+    """A hostile client names files on the server instead of uploading them: a real image
+    outside the upload folder, /etc/passwd, a relative escape. Every one is refused, no
+    content comes back, and an uploaded file through the very same raw call works."""
+    on_server = str(corpus["cmyk"].path)  # a readable image, but never uploaded
+    for path in (on_server, "/etc/passwd", "../../../../etc/passwd", str(ROOT / "examples" / "cat.jpg")):
+        event, payload = raw_call(app, "all_outputs", [_file_data(path), "u2netp", "white", "dim", "free"])
+        assert event == "error" and "root:" not in payload, (path, event, payload[:300])
+        event, payload = raw_call(app, "batch", [[_file_data(path)], ["mask"], "u2netp"])
+        assert event == "error" and "root:" not in payload, (path, event, payload[:300])
+    event, payload = raw_call(app, "all_outputs", [_file_data(upload(app, good_upload)), "u2netp",
+                                                   "white", "dim", "free"])
+    assert event == "complete", payload[:500]
+
+
+def test_app_serves_no_file_outside_its_own(app, weights_dir):
+    """The file route hands out outputs and examples, not the server's files or weights."""
+    import urllib.error
+    import urllib.request
+
+    for path in ("/etc/passwd", str(weights_dir / "u2netp.onnx"), str(ROOT / "app.py")):
+        try:
+            with urllib.request.urlopen(f"{app}/gradio_api/file={path}", timeout=30) as response:
+                status, body = response.status, response.read(200)
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, b""
+        assert status >= 400 and b"root:" not in body, (path, status)
+
+
+def test_app_upload_limit(app, client, tmp_path, good_upload):
+    """Uploads over the limit (U2NET_MAX_FILE_SIZE, 1 MB here; 50 MB by default) are refused
+    with HTTP 413 before any decoding; the next request succeeds."""
+    import urllib.error
+
+    big = tmp_path / "big.jpg"
+    big.write_bytes(small_jpeg() + b"\0" * (1024 * 1024 + 1))
+    with pytest.raises(urllib.error.HTTPError) as info:
+        upload(app, big)
+    assert info.value.code == 413 and b"maximum allowed size" in info.value.read()
+    with pytest.raises(ValueError, match="maximum file size"):  # gradio_client checks it too
+        all_outputs(client, big)
+    assert_all_outputs_valid(all_outputs(client, good_upload), GOOD_UPLOAD_SIZE)
+
+
+def test_app_binds_loopback_unless_asked():
+    """Without flags or environment the app listens on 127.0.0.1 only, with no public link;
+    another address is used only when asked for."""
+    code = ("import os, app\n"
+            "a = app.parse_args([]); print(a.host, a.share, a.max_file_size)\n"
+            "print(app.parse_args(['--host', '0.0.0.0']).host)\n"
+            "os.environ['GRADIO_SERVER_NAME'] = '0.0.0.0'; print(app.parse_args([]).host)\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GRADIO_SERVER_NAME", "GRADIO_SHARE", "U2NET_MAX_FILE_SIZE")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.stdout.split() == ["127.0.0.1", "False", "50mb", "0.0.0.0", "0.0.0.0"], \
+        out.stdout + out.stderr
