@@ -191,9 +191,9 @@ def portrait_drawing(image: Image.Image, progress: gr.Progress | None = None) ->
     return draw_portrait(image, predictor=predictor)
 
 
-PORTRAIT_MISSING = ("The portrait model's weights (u2net_portrait.pth, 176 MB) are not available "
-                    "here, so no drawing. Put the file in U2NET_HOME or set "
-                    "U2NET_U2NET_PORTRAIT_WEIGHTS to it. Details: ")
+PORTRAIT_MISSING = ("The portrait model's weights (u2net_portrait.pth, 176 MB) could not be found "
+                    "or loaded here, so there is no drawing: put the file in U2NET_HOME, or set "
+                    "U2NET_U2NET_PORTRAIT_WEIGHTS to it.")
 
 # ---------------------------------------------------------------------------------------------
 # Tab: All outputs — one network pass per model feeds every output.
@@ -228,14 +228,10 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     notes = [] if not cropped.empty else [f"**Crop:** {cropped.message}"]
     try:
         outputs.append(save(portrait_drawing(image, progress), folder, stem, "portrait"))
-    except WeightsError as exc:
+    except WeightsError:
         outputs.append(None)
-        notes.append(f"**Portrait:** {PORTRAIT_MISSING}{_first_line(exc)}")
+        notes.append(f"**Portrait:** {PORTRAIT_MISSING} (The Portrait tab shows where it looked.)")
     return (*outputs, (image, outputs[1]), boxes.to_dict(), "\n\n".join(notes))
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [""])[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +333,7 @@ def portrait(image_path: str | None, sigma: float = 2.0, alpha: float = 0.5,
         drawing = portrait_drawing(image, progress)
     except WeightsError as exc:
         gr.Warning("The portrait model's weights are not available here; see the note.")
-        return None, None, PORTRAIT_MISSING + str(exc)
+        return None, None, f"{PORTRAIT_MISSING}\n\n```\n{exc}\n```"
     folder, stem = output_folder(), stem_of(image_path)
     blended = blend_portrait(image, drawing, sigma=float(sigma), alpha=float(alpha))
     return save(drawing, folder, stem, "portrait"), save(blended, folder, stem, "portrait_blend"), ""

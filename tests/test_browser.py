@@ -102,7 +102,7 @@ def test_bounding_boxes_tab_from_an_upload(page, shots):
 def test_portrait_tab_says_how_to_get_missing_weights(page, shots):
     open_tab(page, "Portrait")
     page.locator("#pt-image input[type=file]").set_input_files(str(EXAMPLES / "astronaut.jpg"))
-    note = page.locator("#pt-note").get_by_text("U2NET_U2NET_PORTRAIT_WEIGHTS")
+    note = page.locator("#pt-note").get_by_text("portrait model's weights").first
     note.wait_for(timeout=WAIT_MS)
     page.screenshot(path=str(shots / "portrait_without_weights.png"), full_page=True)
 
