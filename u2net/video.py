@@ -193,14 +193,15 @@ def _open_input(src: Path) -> av.container.InputContainer:
     return container
 
 
-def _rotation_of(container: av.container.InputContainer) -> int:
-    """Rotation (degrees counter-clockwise, the display matrix) of the first decoded frame."""
+def _first_frame_rotation(container: av.container.InputContainer) -> int | None:
+    """Rotation (degrees counter-clockwise, the display matrix) of the first decoded frame;
+    None when not a single frame decodes."""
     try:
         for frame in container.decode(video=0):
             return _quarter_turns(frame.rotation) * 90
     except av.error.FFmpegError:
         pass
-    return 0
+    return None
 
 
 def _quarter_turns(rotation: int) -> int:
@@ -225,7 +226,7 @@ def probe_video(src: str | os.PathLike) -> VideoInfo:
         A `VideoInfo` (width/height upright, after the rotation metadata).
 
     Raises:
-        VideoError: not a readable video.
+        VideoError: not a readable video, or not one frame decodes.
     """
     src = Path(src)
     with _open_input(src) as container:
@@ -240,7 +241,9 @@ def probe_video(src: str | os.PathLike) -> VideoInfo:
         width, height = vs.codec_context.width, vs.codec_context.height
         audio = container.streams.audio[0] if container.streams.audio else None
         fmt = container.format.name
-        rotation = _rotation_of(container)
+        rotation = _first_frame_rotation(container)
+    if rotation is None:
+        raise VideoError(f"{src.name}: the video has no frames we can decode")
     if rotation % 180:
         width, height = height, width
     return VideoInfo(width, height, float(rate) if rate else 0.0, duration, int(frames), rotation,
