@@ -12,6 +12,7 @@ those calls, names the downloads and turns library errors into messages.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import os
@@ -129,6 +130,7 @@ def mask_of(image: Image.Image, model: str, progress: gr.Progress | None = None)
 # Downloads: every output is written at full resolution to a file named after the upload, and
 # the component shows (and downloads) that very file.
 _OUTPUT_ROOT = Path(tempfile.mkdtemp(prefix="u2net-studio-"))
+atexit.register(shutil.rmtree, _OUTPUT_ROOT, ignore_errors=True)
 _KEEP_OUTPUTS_S = 3600
 
 

@@ -272,3 +272,47 @@ def test_all_outputs_runs_each_network_once_per_image(portrait_weights, monkeypa
     again = app.all_outputs(picture, "u2netp", "blur", "heatmap", "16:9")
     assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
     assert opened(again[2]).tobytes() != opened(first[2]).tobytes()  # the background did change
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's API snippet is run as written (only the address is this test server's).
+
+
+def _readme_api_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## API\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def _tiny_clip(path: Path) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(6):
+            frame = np.zeros((120, 160, 3), np.uint8)
+            frame[30:90, 20 + 8 * i:80 + 8 * i] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_readme_api_snippet_runs(app_url, tmp_path, monkeypatch):
+    code = _readme_api_snippet()
+    assert 'Client("http://127.0.0.1:7860")' in code
+    for endpoint in ENDPOINTS:
+        assert f'api_name="{endpoint}"' in code, f"README shows no call to {endpoint}"
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    _tiny_clip(tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    try:
+        exec(compile(code.replace("http://127.0.0.1:7860", app_url), "README.md (API)", "exec"), scope)
+    except Exception as exc:
+        raise AssertionError(f"README snippet failed: {exc!r}\n--- app log ---\n{server_log(app_url)}") from exc
+    assert opened(scope["cutout"]).mode == "RGBA"
+    assert Path(scope["results_zip"]).suffix == ".zip"
+    assert Path(scope["video_file"]).suffix == ".mp4"
+    assert opened(scope["frame"]).size == size_of(CAT)
