@@ -90,7 +90,7 @@ def readable_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except U2NetError as exc:
-            raise gr.Error(str(exc), title=type(exc).__name__.replace("Error", " error")) from None
+            raise gr.Error(str(exc)) from None
 
     return wrapper
 
@@ -102,6 +102,11 @@ def open_image(path: str | None, what: str = "image") -> Image.Image:
     return load_image(path)
 
 
+# Handlers take gr.Progress(track_tqdm=True): the Hub download's own progress bar (tqdm) then
+# shows in the page while a model's weights are fetched for the first time.
+_announced: set[str] = set()
+
+
 def predictor_for(model: str, progress: gr.Progress | None = None):
     """The shared, loaded predictor. A model's first use says that its weights are being
     fetched (downloaded once when not cached) before loading them."""
@@ -109,9 +114,11 @@ def predictor_for(model: str, progress: gr.Progress | None = None):
         raise gr.Error(f"Unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}.")
     predictor = get_predictor(model, device=SETTINGS.device, precision=SETTINGS.precision)
     if not predictor.loaded:
-        gr.Info(f"First use of {model}: loading its weights, downloading them once if they are "
-                "not cached yet (u2net and the portrait model are 176 MB each, u2netp 4.7 MB).",
-                duration=8)
+        if model not in _announced:  # once: a model whose weights are missing fails every time
+            _announced.add(model)
+            gr.Info(f"First use of {model}: loading its weights, downloading them once if they are "
+                    "not cached yet (u2net and the portrait model are 176 MB each, u2netp 4.7 MB).",
+                    duration=8)
         if progress is not None:
             progress(0.05, desc=f"Loading {model} weights (the first run downloads them)…")
         predictor.load()
@@ -204,7 +211,7 @@ PORTRAIT_MISSING = ("The portrait model's weights (u2net_portrait.pth, 176 MB) c
 @readable_errors
 def all_outputs(image_path: str | None, model: str = "u2netp", background: str = "white",
                 highlight_mode: str = "dim", aspect: str = "free",
-                progress: gr.Progress = gr.Progress()) -> tuple:
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Mask, cut-out, new background, boxes, highlight, crop and portrait from one upload.
 
     Returns: mask, cut-out, background, boxes image, highlight, crop, portrait (or None),
@@ -243,7 +250,7 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
 @readable_errors
 def remove_background(image_path: str | None, model: str = "u2netp", threshold: float = 0.0,
                       feather: float = 0.0, decontaminate: bool = True, file_format: str = "PNG",
-                      progress: gr.Progress = gr.Progress()) -> str | None:
+                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str | None:
     """The cut-out (RGBA) as PNG or lossless WebP; threshold 0 keeps soft edges."""
     if not image_path:
         return None
@@ -263,7 +270,7 @@ FITS = ["cover", "contain", "stretch"]
 def change_background(image_path: str | None, model: str = "u2netp", kind: str = "colour",
                       colour: str = "#ffffff", background_image: str | None = None,
                       blur: float = 12.0, fit: str = "cover", feather: float = 0.0,
-                      progress: gr.Progress = gr.Progress()) -> str | None:
+                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str | None:
     """The subject on a new background: a colour, a picture (cover/contain/stretch), the photo
     blurred, the photo in grey, or transparent."""
     if not image_path:
@@ -282,7 +289,7 @@ def change_background(image_path: str | None, model: str = "u2netp", kind: str =
 def bounding_boxes(image_path: str | None, model: str = "u2netp", threshold: float = 0.5,
                    min_area: float = 0.001, colour: str = "#ff3b30", thickness: float = 3,
                    labels: bool = True, union: bool = False,
-                   progress: gr.Progress = gr.Progress()) -> tuple:
+                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """One box per salient object: the drawing, the boxes as JSON, and a .json download."""
     if not image_path:
         return None, None, None
@@ -299,7 +306,7 @@ def bounding_boxes(image_path: str | None, model: str = "u2netp", threshold: flo
 @readable_errors
 def highlight(image_path: str | None, model: str = "u2netp", mode: str = "dim",
               strength: float = 0.6, colour: str = "#ff3b30",
-              progress: gr.Progress = gr.Progress()) -> str | None:
+              progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str | None:
     """The salient object stands out: the rest dimmed, desaturated, blurred, tinted, outlined,
     or a heatmap of the mask."""
     if not image_path:
@@ -312,7 +319,7 @@ def highlight(image_path: str | None, model: str = "u2netp", mode: str = "dim",
 
 @readable_errors
 def crop(image_path: str | None, model: str = "u2netp", padding: float = 5.0, aspect: str = "free",
-         output: str = "image", progress: gr.Progress = gr.Progress()) -> tuple:
+         output: str = "image", progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """The image cropped to the salient object, with `padding` percent around it."""
     if not image_path:
         return None, ""
@@ -325,7 +332,7 @@ def crop(image_path: str | None, model: str = "u2netp", padding: float = 5.0, as
 
 @readable_errors
 def portrait(image_path: str | None, sigma: float = 2.0, alpha: float = 0.5,
-             progress: gr.Progress = gr.Progress()) -> tuple:
+             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """The portrait drawing and its blend with the photo. Without the portrait weights the
     images are empty and the note says how to get them."""
     if not image_path:
@@ -347,7 +354,7 @@ def portrait(image_path: str | None, sigma: float = 2.0, alpha: float = 0.5,
 
 @readable_errors
 def batch(files: list[str] | None, outputs: list[str] | None = None, model: str = "u2netp",
-          progress: gr.Progress = gr.Progress()) -> tuple:
+          progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Many images (or .zip archives of images) in, one .zip of results + manifest.csv out."""
     if not files:
         raise gr.Error("Add some images or .zip archives first.")
@@ -368,7 +375,7 @@ VIDEO_FORMATS = ["mp4", "webm", "zip"]
 @readable_errors
 def video(video_path: str | None, background: str = "blur", model: str = "u2netp",
           smoothing: float = 0.5, file_format: str = "mp4",
-          progress: gr.Progress = gr.Progress()) -> tuple:
+          progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """A video with its background removed or replaced, frame by frame (the first
     U2NET_VIDEO_MAX_SECONDS seconds, frames scaled to U2NET_VIDEO_MAX_SIDE at most)."""
     if not video_path:
