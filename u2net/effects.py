@@ -44,8 +44,15 @@ def _inputs(image: ImageInput, mask: ImageInput) -> tuple[np.ndarray, np.ndarray
 
 def _to_image(arr: np.ndarray, mode: str | None = None) -> Image.Image:
     """Float 0..255 → rounded 8-bit PIL image."""
-    data = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8)
-    return Image.fromarray(data, mode) if mode else Image.fromarray(data)
+    return Image.fromarray(_to_uint8(arr), mode) if mode else Image.fromarray(_to_uint8(arr))
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Round half up and clip to 0..255, with one temporary (big photos are big)."""
+    tmp = np.add(arr, 0.5, dtype=np.float32)
+    np.floor(tmp, out=tmp)
+    np.clip(tmp, 0, 255, out=tmp)
+    return tmp.astype(np.uint8)
 
 
 def _check_unit(name: str, value: float | None, allow_none: bool = False) -> None:
@@ -78,15 +85,17 @@ def _pixels(amount: float, total: int) -> float:
     return amount * total if amount < 1 else float(amount)
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
-    """Resize a float H×W or H×W×C array to `size` (width, height), channel by channel
-    (Pillow's "F" resampling: the fastest we have without OpenCV)."""
+def _resize(arr: np.ndarray, size: tuple[int, int], resample: int,
+            box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Resize a float H×W or H×W×C array (or the `box` region of it, in source pixels) to
+    `size` (width, height), channel by channel (Pillow's "F" resampling: the fastest we have
+    without OpenCV)."""
     if arr.ndim == 2:
         return np.asarray(Image.fromarray(np.ascontiguousarray(arr, np.float32), "F")
-                          .resize(size, resample))
+                          .resize(size, resample, box=box))
     out = np.empty((size[1], size[0], arr.shape[2]), np.float32)
     for c in range(arr.shape[2]):
-        out[..., c] = _resize(arr[..., c], size, resample)
+        out[..., c] = _resize(arr[..., c], size, resample, box)
     return out
 
 
@@ -193,12 +202,18 @@ def refine_mask(mask: ImageInput, threshold: float | None = None, min_island: fl
     return Image.fromarray(m, "L")
 
 
+def _refined(mask: np.ndarray, threshold: float | None, feather: float,
+             min_island: float = 0, fill_holes: bool = False) -> np.ndarray:
+    """The refined mask as uint8 (the mask itself when nothing is asked)."""
+    if threshold is not None or feather or min_island or fill_holes:
+        return np.asarray(refine_mask(mask, threshold, min_island, fill_holes, feather))
+    return mask
+
+
 def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
            min_island: float = 0, fill_holes: bool = False) -> np.ndarray:
-    """Refined mask as float32 alpha 0..1 (skips the copy when nothing is asked)."""
-    if threshold is not None or feather or min_island or fill_holes:
-        mask = np.asarray(refine_mask(mask, threshold, min_island, fill_holes, feather))
-    return mask.astype(np.float32) / 255.0
+    """Refined mask as float32 alpha 0..1."""
+    return _refined(mask, threshold, feather, min_island, fill_holes).astype(np.float32) / 255.0
 
 
 # --------------------------------------------------------------------------- cut-out
@@ -220,14 +235,14 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     Returns:
         H×W×3 float32 foreground colours (0..255).
     """
-    img = image.astype(np.float32) / 255.0
+    image = image.astype(np.float32, copy=False)
     a = alpha.astype(np.float32)[..., None]
     h, w = a.shape[:2]
     # The local means are smooth, so they are computed at no more than ~2 megapixels; only
     # the final correction, which restores the fine detail, runs at full resolution.
     k = max(1, math.ceil(math.sqrt(h * w / 2_000_000)))
     small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
-    img_s = _resize(img, small, Image.BOX) if k > 1 else img
+    img_s = (_resize(image, small, Image.BOX) if k > 1 else image) / 255.0
     a_s = _resize(a, small, Image.BOX) if k > 1 else a
     # The paper's radii (90, then 6) are for ~2-megapixel photos; smaller photos get a window
     # of an eighth of their side, wide enough to reach solid foreground across a soft edge.
@@ -272,13 +287,23 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     fg_s = correct(img_s, a_s, both[..., :3], both[..., 3:])
     # Pass 2, narrow.
     blurred_f, blurred_b = means(fg_s, both[..., 3:], a_s, r2)
-    if k > 1:
-        blurred_f = _resize(blurred_f, (w, h), Image.BILINEAR)
-        blurred_b = _resize(blurred_b, (w, h), Image.BILINEAR)
-    fg = correct(img, a, blurred_f, blurred_b)
-    out = fg * 255.0
-    opaque = alpha >= 1.0
-    np.copyto(out, image, where=opaque[..., None])
+    # Final correction at full resolution, in stripes of rows so that a 64-megapixel photo
+    # never holds more than a few full-size float arrays at once.
+    out = np.empty((h, w, 3), np.float32)
+    rows = max(1, 2_000_000 // w)
+    hs, ws = blurred_f.shape[:2]
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        if k > 1:
+            size, box = (w, r1 - r0), (0.0, r0 * hs / h, float(ws), r1 * hs / h)
+            bf = _resize(blurred_f, size, Image.BILINEAR, box)
+            bb = _resize(blurred_b, size, Image.BILINEAR, box)
+        else:
+            bf, bb = blurred_f[r0:r1], blurred_b[r0:r1]
+        part = correct(image[r0:r1] / 255.0, a[r0:r1], bf, bb)
+        part *= 255.0
+        np.copyto(part, image[r0:r1], where=a[r0:r1] >= 1.0)
+        out[r0:r1] = part
     return out
 
 
@@ -300,10 +325,12 @@ def cutout(image: ImageInput, mask: ImageInput, threshold: float | None = None,
         the colours are the image's.
     """
     rgb, m = _inputs(image, mask)
-    alpha = _alpha(m, threshold, feather, min_island, fill_holes)
-    colour = estimate_foreground(rgb, alpha) if decontaminate else rgb
-    rgba = np.dstack([colour, alpha * 255.0])
-    return _to_image(rgba, "RGBA")
+    refined = _refined(m, threshold, feather, min_island, fill_holes)
+    if decontaminate:
+        colour = _to_uint8(estimate_foreground(rgb, refined.astype(np.float32) / 255.0))
+    else:
+        colour = _to_uint8(rgb)
+    return Image.fromarray(np.dstack([colour, refined]), "RGBA")
 
 
 # --------------------------------------------------------------------------- backgrounds
