@@ -570,3 +570,21 @@ def test_real_crops(real, shots):
                     assert abs(result.image.width - result.image.height * a / b) <= 1
                 if output == "image" or aspect in ("free", "16:9"):
                     result.image.save(shots / f"{name}_crop_{aspect.replace(':', 'x')}_{output}.png")
+
+
+def test_picture_background_from_a_path_bytes_or_array(tmp_path):
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    mask = np.zeros((30, 50), np.uint8)
+    mask[10:20, 10:30] = 255
+    picture = Image.fromarray(rng.integers(0, 256, (90, 60, 3), dtype=np.uint8))
+    path = tmp_path / "beach.png"
+    picture.save(path)
+    want = np.asarray(replace_background(image, mask, picture, fit="cover"))
+    for source in (str(path), path, path.read_bytes(), np.asarray(picture)):
+        assert np.array_equal(np.asarray(replace_background(image, mask, source, fit="cover")), want)
+    # cover: scaled to fill the 50-wide frame (60 → 50 wide, 90 → 75 tall), centred, cropped.
+    cover = np.asarray(picture.resize((50, 75), Image.LANCZOS))[22:52]
+    assert np.array_equal(want[mask == 0], cover[mask == 0])
+    with pytest.raises(OptionError, match="not a colour, an image file"):
+        replace_background(image, mask, str(tmp_path / "missing.png"))
