@@ -269,14 +269,15 @@ def raw_call(url: str, api: str, data: list) -> tuple[str, str]:
     return events[-1]
 
 
-def upload(url: str, path: Path) -> str:
-    """Upload a file the way the page does; returns the server-side path Gradio gave it."""
+def upload(url: str, path: Path, filename: str | None = None) -> str:
+    """Upload a file the way the page does (under `filename`, default its own name); returns
+    the server-side path Gradio gave it."""
     import json
     import urllib.request
     import uuid
 
     boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename or path.name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
         f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(f"{url}/gradio_api/upload", data=body,
@@ -343,3 +344,25 @@ def test_app_binds_loopback_unless_asked():
                          text=True, timeout=600)
     assert out.stdout.split() == ["127.0.0.1", "False", "50mb", "0.0.0.0", "0.0.0.0"], \
         out.stdout + out.stderr
+
+
+HOSTILE_NAMES = ["../../../etc/cron.d/evil name;rm -rf ~.jpg", "..\\..\\windows\\system.ini.jpg",
+                 "ｆｕｌｌ　ｗｉｄｔｈ 写真.jpg", ".hidden.jpg", "CON.jpg", "x" * 200 + ".jpg",
+                 "<script>alert(1)</script>.jpg", "$(touch pwned).jpg"]
+
+
+@pytest.mark.parametrize("filename", HOSTILE_NAMES)
+def test_app_output_names_from_hostile_upload_names_are_safe(app, good_upload, filename):
+    """Output files are named after the upload; whatever the name, they come out as plain
+    [A-Za-z0-9_-] names of bounded length, inside the server's own output folders."""
+    import json
+
+    path = upload(app, good_upload, filename)
+    event, payload = raw_call(app, "all_outputs", [_file_data(path), "u2netp", "white", "dim", "free"])
+    assert event == "complete", payload[:500]
+    outputs = [o for o in json.loads(payload)[:6] if o]
+    assert len(outputs) == 6
+    for output in outputs:
+        name = Path(output["path"]).name
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,60}_(mask|cutout|background|boxes|highlight|crop)\.png", name), name
+        assert ".." not in Path(output["path"]).parts
