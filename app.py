@@ -98,7 +98,7 @@ def readable_errors(fn: Callable) -> Callable:
 def open_image(path: str | None, what: str = "image") -> Image.Image:
     """The upload as an upright RGB image, or a readable error."""
     if not path:
-        raise gr.Error(f"Upload an {what} first (or click an example).")
+        raise gr.Error(f"Upload the {what} first (or click an example).")
     return load_image(path)
 
 
@@ -186,8 +186,6 @@ def background_value(kind: str, colour: str | None, background_image: str | None
     if kind == "colour":
         return colour or "white"
     if kind == "image":
-        if not background_image:
-            raise gr.Error("Choose a background picture first (or pick another kind of background).")
         return open_image(background_image, "background picture")
     return kind  # "blur", "grayscale", "transparent"
 
@@ -277,6 +275,10 @@ def change_background(image_path: str | None, model: str = "u2netp", kind: str =
         return None
     if kind not in BACKGROUND_KINDS:
         raise gr.Error(f"Unknown background kind {kind!r}; choose one of {', '.join(BACKGROUND_KINDS)}.")
+    if kind == "image" and not background_image:
+        # The usual moment: "image" was just ticked. Keep the last result and ask, gently.
+        gr.Warning("Now choose a background picture (or click the brick wall example).")
+        return gr.skip()
     image = open_image(image_path)
     new_background = background_value(kind, colour, background_image)
     mask = mask_of(image, model, progress)
@@ -450,6 +452,12 @@ def image_output(label: str, elem_id: str | None = None) -> gr.Image:
                     buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
+def background_controls(kind: str) -> tuple:
+    """Show only the controls the chosen kind of background uses."""
+    return (gr.update(visible=kind == "colour"), gr.update(visible=kind == "image"),
+            gr.update(visible=kind == "blur"))
+
+
 def rerender(triggers: list, fn: Callable, inputs: list, outputs: list, api_name: str) -> None:
     """One named endpoint per tab, fired by the upload, an example click or any control."""
     gr.on(triggers, fn, inputs=inputs, outputs=outputs, api_name=api_name,
@@ -519,14 +527,17 @@ def build_app() -> gr.Blocks:
                         bg_image = image_input(elem_id="bg-image")
                         bg_kind = gr.Radio(BACKGROUND_KINDS, value="colour", label="New background")
                         bg_colour = gr.ColorPicker("#2e86de", label="Colour")
-                        bg_picture = image_input("Background picture", elem_id="bg-picture")
-                        bg_fit = gr.Radio(FITS, value="cover", label="Fit the picture")
-                        bg_blur = gr.Slider(1, 50, value=12, step=1, label="Blur strength")
+                        with gr.Column(visible=False) as bg_picture_box:
+                            bg_picture = image_input("Background picture", elem_id="bg-picture")
+                            bg_fit = gr.Radio(FITS, value="cover", label="Fit the picture")
+                            gr.Examples(example_paths("background_brick.jpg"), inputs=[bg_picture],
+                                        label="Background pictures")
+                        bg_blur = gr.Slider(1, 50, value=12, step=1, label="Blur strength", visible=False)
                         bg_feather = gr.Slider(0, 20, value=0, step=0.5, label="Feather (px)")
                         gr.Examples(PEOPLE_FIRST, inputs=[bg_image])
-                        gr.Examples(example_paths("background_brick.jpg"), inputs=[bg_picture],
-                                    label="Background pictures")
                     bg_out = image_output("New background", elem_id="bg-out")
+                bg_kind.change(background_controls, bg_kind, [bg_colour, bg_picture_box, bg_blur],
+                               queue=False, show_progress="hidden", api_visibility="private")
                 rerender([bg_image.change, model.change, bg_kind.change, bg_colour.change,
                           bg_picture.change, bg_fit.change, bg_blur.release, bg_feather.release],
                          change_background,

@@ -99,6 +99,21 @@ def test_bounding_boxes_tab_from_an_upload(page, shots):
     page.screenshot(path=str(shots / "bounding_boxes.png"), full_page=True)
 
 
+def test_change_background_to_an_example_picture(page, shots):
+    open_tab(page, "Change background")
+    page.locator("#bg-image input[type=file]").set_input_files(str(EXAMPLES / "astronaut.jpg"))
+    image_shown(page, "bg-out")
+    assert not page.locator("#bg-picture").is_visible()  # only the colour's controls so far
+    page.get_by_label("image", exact=True).check()
+    picture = page.locator("#bg-picture")
+    picture.wait_for(state="visible", timeout=WAIT_MS)
+    picture.locator("xpath=..").locator("button.gallery-item").first.click()  # the brick wall
+    page.wait_for_function("() => (document.querySelector('#bg-out img')?.src || '').includes('background_image')",
+                           timeout=WAIT_MS)
+    image_shown(page, "bg-out")
+    page.screenshot(path=str(shots / "change_background.png"), full_page=True)
+
+
 def test_portrait_tab_says_how_to_get_missing_weights(page, shots):
     open_tab(page, "Portrait")
     page.locator("#pt-image input[type=file]").set_input_files(str(EXAMPLES / "astronaut.jpg"))
