@@ -662,8 +662,8 @@ def build_app() -> gr.Blocks:
                     wc_background = gr.Dropdown(VIDEO_BACKGROUNDS, value="blur", label="Background",
                                                 allow_custom_value=True)
                 with gr.Row():
-                    wc_in = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
-                    wc_out = gr.Image(label="Result", type="numpy", interactive=False)
+                    wc_in = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy", elem_id="wc-in")
+                    wc_out = gr.Image(label="Result", type="numpy", interactive=False, elem_id="wc-out")
                 wc_in.stream(webcam, [wc_in, wc_background, model], [wc_out], api_name="webcam_stream",
                              api_visibility="undocumented", stream_every=0.2, time_limit=120,
                              concurrency_id="network", show_progress="hidden")

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+                 "--disable-component-update",
+                 # Chromium's own test camera (a moving pie on green) for the Webcam tab.
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 WAIT_MS = 180_000  # first use loads the weights; two busy CPU cores
 
 
@@ -39,7 +41,9 @@ def page(app_url):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["camera"], origin=app_url)
+        page = context.new_page()
         # Not "networkidle": the page keeps a connection to the server open.
         page.goto(app_url, wait_until="domcontentloaded")
         page.locator("#all-image").wait_for(timeout=WAIT_MS)
@@ -120,6 +124,15 @@ def test_portrait_tab_says_how_to_get_missing_weights(page, shots):
     note = page.locator("#pt-note").get_by_text("portrait model's weights").first
     note.wait_for(timeout=WAIT_MS)
     page.screenshot(path=str(shots / "portrait_without_weights.png"), full_page=True)
+
+
+def test_webcam_tab_streams_processed_frames(page, shots):
+    open_tab(page, "Webcam")
+    page.locator("#wc-in").click()  # "Click to Access Webcam"
+    page.locator("#wc-in button.capture-button").click()  # Record: frames start streaming
+    image_shown(page, "wc-out")
+    page.screenshot(path=str(shots / "webcam.png"))
+    page.locator("#wc-in button.capture-button").click()  # Stop
 
 
 def test_a_bad_upload_is_a_readable_message(page, shots, tmp_path):
