@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_server import running_app
+from app_server import running_app, server_log
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -28,7 +28,9 @@ def app_url(weights_dir, tmp_path_factory):
     # As on this machine: no portrait weights (and the Hub offline), so the page must say so
     # in the portrait slots while every other output renders.
     env = {"U2NET_HOME": str(weights_dir), "HF_HOME": str(tmp_path_factory.mktemp("hf_home"))}
-    with running_app(env=env) as url:
+    with running_app(env=env, args=["--preload", "u2netp"]) as url:
+        # Preloading happens before the server answers, so the log already says so.
+        assert f"preloaded u2netp from {weights_dir / 'u2netp.onnx'}" in server_log(url), server_log(url)
         yield url
 
 
