@@ -126,6 +126,9 @@ def test_folder_recursive_glob_and_structure(tmp_path):
     globbed = tmp_path / "globbed"
     assert run("mask", str(src / "**" / "*.TIFF"), "-o", str(globbed)) == 0
     assert [p.relative_to(globbed).as_posix() for p in globbed.rglob("*.png")] == ["deep/c_mask.png"]
+    # A glob whose matches would include the outputs is refused (a rerun would read them back).
+    assert run("mask", str(src / "**" / "*"), "-o", str(src / "masks")) == 2
+    assert not (src / "masks").exists()
     # Effect subcommands write no manifest; batch does.
     assert not (flat / "manifest.csv").exists()
 
