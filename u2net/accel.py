@@ -1,31 +1,151 @@
-"""CONTRACT SKELETON (the performance issue owns this file).
+"""Turns a loaded U²-Net into the fastest callable that keeps the requested fidelity.
 
-Turns a loaded U²-Net into the fastest callable that keeps the requested fidelity.
+Two precisions (README, "Performance", has the measurements behind every choice here):
+
+- "exact" (the default): float32 throughout, the published model's answer (mask MAE against
+  the published masks ≈ 0.0003). On the CPU the network runs in channels-last memory layout
+  under `torch.inference_mode`.
+- "fast": reduced precision where the hardware computes it natively, with the layers that move
+  the mask most kept in float32. On a CPU with native bfloat16 (AVX-512 BF16 / AMX) the
+  convolutions run in bfloat16; on CUDA in float16. Where neither holds (an older CPU) "fast"
+  runs the exact path: emulated bfloat16 is slower than float32 and less faithful.
+
+Which layers stay in float32 was measured, one block at a time, against the published masks:
+turning a single decoder block (stage2d) of U²-Netp to bfloat16 moves its masks by 0.008
+mean absolute error, while every other block moves them by less than 0.0005; the final 1×1
+fusion (outconv) must stay float32 too, or the fused map itself is rounded to 8 bits.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import copy
+import functools
+from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 
 PRECISIONS = ("exact", "fast")
 
+# Blocks kept in float32 in "fast" mode; everything else runs in the reduced precision.
+# Measured per block (see the module docstring); the side outputs and outconv are tiny.
+FAST_FP32_BLOCKS: tuple[str, ...] = ("stage2d", "side1", "side2", "side3", "side4", "side5",
+                                     "side6", "outconv")
 
-def prepare(model: torch.nn.Module, device: torch.device, precision: str = "exact"
-            ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return fn(x) -> fused saliency map.
 
-    x: normalised input batch, float32, shape (N, 3, S, S) on any device.
-    returns: the fused output d0 after sigmoid, float32, shape (N, 1, S, S), on the CPU.
-    "exact" keeps fp32 (published masks within 0.001 MAE); "fast" may trade a little fidelity.
-    """
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), so the "fast"
+    precision is both faster and faithful enough; False on older CPUs (e.g. AVX2 only)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers moved: read the flags Linux reports instead
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+                flags = fh.read()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The reduced precision "fast" uses on `device`, or None where it runs the exact path."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def describe(device: torch.device | str, precision: str = "exact") -> str:
+    """One line saying what `prepare` runs for this device and precision (for logs and
+    benchmarks), e.g. "cpu float32 channels-last" or "cpu bfloat16 (float32: stage2d, …)"."""
+    _check_precision(precision)
+    device = torch.device(device)
+    dtype = fast_dtype(device) if precision == "fast" else None
+    layout = " channels-last" if device.type == "cpu" else ""
+    if dtype is None:
+        note = " (no native bfloat16 on this CPU: exact path)" if precision == "fast" else ""
+        return f"{device.type} float32{layout}{note}"
+    return f"{device.type} {str(dtype).removeprefix('torch.')}{layout} (float32: stage2d, side outputs, outconv)"
+
+
+def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    model = model.eval().to(device)
+
+
+def _cast_inputs(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: hand a block its inputs in the dtype of its own weights."""
+    dtype = next(module.parameters()).dtype
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                 for a in args)
+
+
+def _blocks(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
+    """The model's top-level blocks that hold weights (stages, side outputs, outconv)."""
+    return ((name, mod) for name, mod in model.named_children()
+            if any(True for _ in mod.parameters()))
+
+
+def mixed_precision(model: nn.Module, dtype: torch.dtype,
+                    keep_fp32: Iterable[str] = FAST_FP32_BLOCKS) -> nn.Module:
+    """Convert `model`'s blocks to `dtype`, except those named in `keep_fp32`, in place.
+
+    Every block casts its inputs to its own dtype (a forward pre-hook), and where a float32
+    and a reduced-precision map meet (torch.cat) PyTorch promotes to float32, so each block
+    sees the dtype it was converted to. Converted from the float32 weights directly: a block
+    kept in float32 keeps its exact weights.
+
+    Returns the same model.
+    """
+    keep = set(keep_fp32)
+    for name, block in _blocks(model):
+        if name not in keep:
+            block.to(dtype)
+        block.register_forward_pre_hook(_cast_inputs)
+    return model
+
+
+def prepare(model: nn.Module, device: torch.device | str, precision: str = "exact"
+            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return fn(x) -> fused saliency map, the fastest way this device keeps `precision`.
+
+    Parameters:
+        model: a loaded U²-Net (float32, BatchNorm folded; see u2net.model.load_model). It is
+            not modified: the callable runs on its own copy.
+        device: where the network runs ("cpu", "cuda", "cuda:1", or a torch.device).
+        precision: "exact" (float32, published masks within 0.001 MAE) or "fast" (reduced
+            precision where native, sensitive layers in float32; masks within 0.003 MAE).
+
+    Returns:
+        fn(x): x is the normalised input batch, float32, shape (N, 3, S, S) on any device;
+        the result is the fused output d0 after sigmoid, float32, shape (N, 1, S, S), on the
+        CPU. Only d0 goes through a sigmoid; the side outputs are computed only as far as
+        the fusion needs them.
+
+    Raises:
+        ValueError: unknown precision.
+    """
+    _check_precision(precision)
+    device = torch.device(device)
+    net = copy.deepcopy(model).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    dtype = fast_dtype(device) if precision == "fast" else None
+    if dtype is not None:
+        mixed_precision(net, dtype)
+    net = net.to(device)
+    # Channels-last lets oneDNN run the convolutions without reordering every activation
+    # (measured faster on the CPU for float32 and bfloat16; cuDNN picks its own layout).
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    net = net.to(memory_format=layout)
 
     @torch.inference_mode()
     def run(x: torch.Tensor) -> torch.Tensor:
-        return model(x.to(device, torch.float32)).float().cpu()
+        x = x.to(device, torch.float32, non_blocking=True).contiguous(memory_format=layout)
+        out = net(x)
+        return out.float().cpu().contiguous()
 
     return run
