@@ -335,3 +335,22 @@ def test_app_batch_tab_returns_a_zip_matching_the_inputs(folder, tmp_path, weigh
     with zipfile.ZipFile(archive) as zf:
         rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
     assert sorted(r["input"] for r in rows) == sorted(p.name for p in inputs)
+
+
+def test_same_relative_path_twice_is_reported_not_overwritten(folder, tmp_path):
+    for parent in ("one", "two"):
+        photos = tmp_path / parent / "photos"
+        photos.mkdir(parents=True)
+        (photos / "a.png").write_bytes((folder / "a01.png").read_bytes())
+    report = run_batch([tmp_path / "one" / "photos", tmp_path / "two" / "photos"], tmp_path / "out",
+                       ["mask"], workers=1, progress=False)
+    assert (report.succeeded, report.failed) == (1, 1)
+    assert "same relative path 'photos/a.png'" in report.summary
+    assert [p.name for p in (tmp_path / "out" / "photos").iterdir()] == ["a_mask.png"]
+
+
+def test_damaged_zip_input_is_refused(tmp_path):
+    fake = tmp_path / "photos.zip"
+    fake.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArchiveError, match="not a readable zip"):
+        run_batch([fake], tmp_path / "out", ["mask"], workers=1, progress=False)

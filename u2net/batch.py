@@ -40,7 +40,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .archives import DEFAULT_LIMITS, ArchiveLimits, extract_zip, is_zip, write_zip
+from .archives import DEFAULT_LIMITS, ArchiveLimits, extract_zip, write_zip
 from .errors import U2NetError, WeightsError
 
 OUTPUT_KINDS = ("mask", "cutout", "background", "boxes", "highlight", "crop", "portrait")
@@ -155,6 +155,7 @@ class Plan:
     folders: list[Path]  # input folders (outputs must stay out of them)
     files: set[Path]  # every input file, resolved
     patterns: list[str] = field(default_factory=list)  # absolute glob patterns given as inputs
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (input, why): counted as failed
 
 
 def _fingerprint(path: Path) -> str:
@@ -220,7 +221,7 @@ def plan_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False,
             head = (path.resolve().name or "input") + "/" if prefix else ""
             found += [(f, head + f.relative_to(path).as_posix(), False)
                       for f in sorted(_scan_folder(path, recursive))]
-        elif path.is_file() and path.suffix.lower() == ".zip" and is_zip(path):
+        elif path.is_file() and path.suffix.lower() == ".zip":  # a damaged zip is refused
             if extract_dir is None:
                 raise BatchError(f"{path}: zip inputs need a folder to extract into")
             dest = Path(extract_dir) / f"{i:03d}"
@@ -235,12 +236,13 @@ def plan_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False,
 
     tasks: list[Task] = []
     ignored: list[tuple[str, str]] = []
+    rejected: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     for file, rel, explicit in found:
         key = rel.casefold()
         if key in seen:
-            ignored.append((rel, f"another input has the same relative path ({seen[key]}); "
-                                  "process them separately"))
+            rejected.append((str(file), f"same relative path {rel!r} as {seen[key]}; "
+                                        "process them separately"))
             continue
         seen[key] = str(file)
         if not explicit and file.suffix.lower() not in exts:
@@ -261,7 +263,8 @@ def plan_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False,
         if stems[base.casefold()] > 1:
             base = f"{base}_{Path(t.rel).suffix.lstrip('.').lower()}"
         named.append(dataclasses.replace(t, stem=base))
-    return Plan(named, sorted(ignored), folders, {Path(f).resolve() for f, _, _ in found}, patterns)
+    return Plan(named, sorted(ignored), folders, {Path(f).resolve() for f, _, _ in found}, patterns,
+                rejected)
 
 
 def glob_matches(path: str, pattern: str) -> bool:
@@ -808,8 +811,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
         outputs: output kinds (OUTPUT_KINDS), all from one network run per image.
         model, weights, device, precision: the predictor to use (see u2net.predictor).
         options: effect settings (BatchOptions or a dict of its fields).
-        workers: worker processes (one torch thread each, or cores/workers); 1 runs in this
-            process with the shared predictor; 0/None: one per CPU core.
+        workers: worker processes (each with cores/workers torch threads, so one each by
+            default); 1 runs in this process; 0/None: one per CPU core (the fastest here).
         batch_size: images per network call in each worker.
         recursive: look into sub-folders of folder inputs.
         manifest: keep the journal (manifest.jsonl) and manifest.csv, and resume from them.
@@ -930,6 +933,7 @@ def _run(plan: Plan, job: Job, out_root: Path, use_journal: bool, resume: bool, 
         row = results.get(task.rel) or previous.get(task.rel)
         rows.append(_manifest_row(task.rel, row))
     rows += [_manifest_row(rel, None, "ignored", why) for rel, why in plan.ignored]
+    rows += [_manifest_row(name, None, "error", why) for name, why in plan.rejected]
     rows.sort(key=lambda r: r["input"])
     report.rows = rows
     report.succeeded = sum(r["status"] == "ok" for r in rows)
