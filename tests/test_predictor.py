@@ -53,22 +53,35 @@ def test_masks_match_the_published_masks(model, reference_dir):
     assert max(maes) <= IMAGE_MAE_LIMIT, table
 
 
-def test_resize_is_torch_bilinear_without_antialias():
-    """Our memory-light resize equals torch's interpolate(bilinear, align_corners=False,
-    antialias=False) on the float image, down- and upscaling, odd sizes included."""
+def test_resize_is_plain_bilinear_with_a_constant_border():
+    """Our memory-light resize is scikit-image 0.14's resize(mode="constant") without
+    anti-aliasing: bilinear on half-pixel centres, 0 beyond the border. Checked against
+    scipy's map_coordinates(order=1, mode="grid-constant") (the same definition), and against
+    torch's interpolate(bilinear, align_corners=False, antialias=False) when shrinking, where
+    no sample falls outside the picture."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(3)
-    for h, w, size in [(737, 411, 320), (45, 97, 320), (320, 320, 320), (1, 1, 320), (600, 800, 512)]:
+    for h, w, size in [(737, 411, 320), (173, 290, 320), (45, 97, 320), (320, 320, 320), (1, 1, 320),
+                       (600, 800, 512)]:
         rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         ours = resize_bilinear(rgb, size)
-        assert ours.shape == (size, size, 3)
-        for dtype, tol in ((torch.float64, 1e-3), (torch.float32, 0.05)):
-            t = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(dtype)
-            ref = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
-                                                  align_corners=False, antialias=False)
-            ref = ref[0].permute(1, 2, 0).numpy()
-            # We place source pixels in float64 (like scikit-image); torch in float32 lands a
-            # few 1/100 of a grey level away at the far edge of large images, no more.
-            assert np.abs(ours - ref).max() < tol, (h, w, size, dtype)
+        assert ours.shape == (size, size, 3) and ours.dtype == np.float32
+        rows = (np.arange(size) + 0.5) * h / size - 0.5
+        cols = (np.arange(size) + 0.5) * w / size - 0.5
+        grid = np.meshgrid(rows, cols, indexing="ij")
+        ref = np.stack([ndimage.map_coordinates(rgb[..., k].astype(np.float64), grid, order=1,
+                                                mode="grid-constant", cval=0.0) for k in range(3)], -1)
+        assert np.abs(ours - ref).max() < 1e-3, (h, w, size)
+        if h >= size and w >= size:
+            t = torch.from_numpy(rgb).permute(2, 0, 1)[None].double()
+            tref = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
+                                                   align_corners=False, antialias=False)
+            assert np.abs(ours - tref[0].permute(1, 2, 0).numpy()).max() < 1e-3, (h, w, size)
+    # Enlarging 2 -> 8: the first row samples 0.375 px outside the picture: 0.625 · edge + 0.375 · 0.
+    grey = np.full((2, 2, 3), 200, dtype=np.uint8)
+    big = resize_bilinear(grey, 8)
+    assert big[4, 4, 0] == pytest.approx(200) and big[0, 4, 0] == pytest.approx(200 * 0.625)
 
 
 def test_preprocess_follows_the_official_recipe():

@@ -4,7 +4,8 @@ Preprocessing and postprocessing follow the official test script step by step (s
 ../shared/reference/README.md), so a mask is the published model's mask:
 
 1. the upright RGB image, resized to S × S (320, or 512 for the portrait model) with a plain
-   bilinear resample on half-pixel centres — no anti-aliasing, as scikit-image 0.14 did;
+   bilinear resample on half-pixel centres — no anti-aliasing and a constant 0 beyond the
+   border, as scikit-image 0.14's resize(mode="constant") did;
 2. divided by its maximum, then per channel (x - mean) / std with ImageNet statistics;
 3. the fused output d0, min–max normalised to 0..1 (a constant map gives zeros, not NaN);
 4. × 255 to an 8-bit image, resized back to the image size with PIL bilinear.
@@ -32,35 +33,39 @@ DEFAULT_CACHE_SIZE = 64  # masks kept; re-rendering an effect with new controls 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024  # …but never more than this much mask memory
 
 
-def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source rows/columns and weights of a bilinear resize with half-pixel centres.
+def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a bilinear resize with half-pixel centres, in float64.
 
-    The same arithmetic as torch's interpolate(mode="bilinear", align_corners=False,
-    antialias=False): src = (dst + 0.5) · in/out − 0.5, clamped at 0, and the last pixel
-    repeated at the far edge.
+    src = (dst + 0.5) · in/out − 0.5. Like scikit-image's resize(mode="constant") that made the
+    published masks, a source position outside the image (only when enlarging, within half a
+    pixel of the border) blends the edge pixel with 0 instead of repeating it.
+    Returns (i0, i1, w0, w1): out = w0 · in[i0] + w1 · in[i1], indices clamped into the image.
     """
     src = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
-    src = np.maximum(src, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    w1 = (src - i0).astype(np.float32)
-    return i0, i1, w1
+    i0 = np.floor(src).astype(np.int64)
+    i1 = i0 + 1
+    w1 = src - i0
+    w0 = 1.0 - w1
+    w0[(i0 < 0) | (i0 >= in_size)] = 0.0  # outside the picture: the constant 0
+    w1[(i1 < 0) | (i1 >= in_size)] = 0.0
+    clamp = in_size - 1
+    return (np.clip(i0, 0, clamp), np.clip(i1, 0, clamp),
+            w0.astype(np.float32), w1.astype(np.float32))
 
 
 def resize_bilinear(rgb: np.ndarray, size: int) -> np.ndarray:
-    """An H × W × 3 uint8 image resized to size × size × 3 float32 (values 0..255), without
-    anti-aliasing, as the official recipe does.
+    """An H × W × 3 uint8 image resized to size × size × 3 float32 (values 0..255) as the
+    official recipe does: bilinear on half-pixel centres, no anti-aliasing, a constant 0
+    beyond the border (scikit-image 0.14 `resize(..., mode="constant")`).
 
     Done in two separable passes that read only the rows and columns the result needs, so a
     64-megapixel photo never becomes a 64-megapixel float array.
     """
     h, w = rgb.shape[:2]
-    r0, r1, wr = _bilinear_taps(size, h)
-    c0, c1, wc = _bilinear_taps(size, w)
-    top, bottom = rgb[r0].astype(np.float32), rgb[r1].astype(np.float32)
-    rows = top + (bottom - top) * wr[:, None, None]  # size × W × 3
-    left, right = rows[:, c0], rows[:, c1]
-    return left + (right - left) * wc[None, :, None]  # size × size × 3
+    r0, r1, wr0, wr1 = _bilinear_taps(size, h)
+    c0, c1, wc0, wc1 = _bilinear_taps(size, w)
+    rows = rgb[r0].astype(np.float32) * wr0[:, None, None] + rgb[r1].astype(np.float32) * wr1[:, None, None]
+    return rows[:, c0] * wc0[None, :, None] + rows[:, c1] * wc1[None, :, None]  # size × size × 3
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
