@@ -239,6 +239,7 @@ def test_temporal_smoothing_is_off_by_default_and_reduces_flicker(tmp_path, gree
     assert raw.raw_mask_change > 0 and raw.mask_change == pytest.approx(raw.raw_mask_change)
     assert smooth.raw_mask_change == pytest.approx(raw.raw_mask_change, rel=1e-6)  # same masks in
     assert smooth.mask_change < 0.6 * raw.mask_change  # measured: about 0.36×
+    assert raw.smoothing_lag == 0 < smooth.smoothing_lag  # the price, reported
     still = disc(W, H, disc_centre(6, 12), RADIUS - 6)
     for frame in decode(tmp_path / "smooth.mp4")["frames"]:
         assert frame[still].mean() > 200  # smoothing keeps the object
