@@ -1,0 +1,119 @@
+"""The accelerated forward passes (u2net.accel): same answer as the plain model, the published
+masks within each precision's promise, and bad precisions refused. Timings live in
+benchmarks/compare_rembg.py, never here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from u2net import accel
+from u2net.model import load_model
+from u2net.predictor import Predictor, preprocess
+
+# The promise of each precision: mean absolute error (0..1) against the published masks.
+MAX_MAE = {"exact": 0.001, "fast": 0.003}
+
+
+@pytest.fixture(scope="module")
+def u2netp(weights_dir):
+    return load_model("u2netp", weights_dir / "u2netp.onnx")
+
+
+@pytest.fixture(scope="module")
+def batch(reference_dir) -> torch.Tensor:
+    """Two real images as the network sees them: (2, 3, 320, 320) float32."""
+    imgs = [Image.open(reference_dir / "images" / name).convert("RGB")
+            for name in ("horse.jpg", "rifle2.jpeg")]
+    return torch.from_numpy(np.stack([preprocess(img, 320) for img in imgs]))
+
+
+def _plain(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+def test_exact_equals_the_plain_model(u2netp, batch):
+    run = accel.prepare(u2netp, "cpu", "exact")
+    out = run(batch)
+    assert out.dtype == torch.float32 and out.device.type == "cpu"
+    assert out.shape == (2, 1, 320, 320) and out.is_contiguous()
+    ref = _plain(u2netp, batch)
+    assert float((out - ref).abs().max()) < 1e-4
+    # One image at a time gives the same map as the batch.
+    assert float((run(batch[1:]) - out[1:]).abs().max()) < 1e-4
+
+
+def test_fast_stays_close_to_the_plain_model(u2netp, batch):
+    out = accel.prepare(u2netp, "cpu", "fast")(batch)
+    assert out.dtype == torch.float32 and out.shape == (2, 1, 320, 320)
+    ref = _plain(u2netp, batch)
+    # bf16 where the CPU has it: the saliency maps agree to a few thousandths on average.
+    assert float((out - ref).abs().mean()) < 0.003
+    assert float((out - ref).abs().max()) < 0.15
+
+
+def test_prepare_leaves_the_callers_model_alone(u2netp, batch):
+    before = _plain(u2netp, batch)
+    accel.prepare(u2netp, "cpu", "fast")
+    accel.prepare(u2netp, "cpu", "exact")
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in u2netp.parameters())
+    assert torch.equal(_plain(u2netp, batch), before)
+
+
+def test_mixed_precision_keeps_the_sensitive_blocks_in_float32(weights_dir, batch):
+    net = accel.mixed_precision(load_model("u2netp", weights_dir / "u2netp.onnx"), torch.bfloat16)
+    exact = load_model("u2netp", weights_dir / "u2netp.onnx")
+    for name, block in net.named_children():
+        params = list(block.parameters())
+        if not params:
+            continue
+        want = torch.float32 if name in accel.FAST_FP32_BLOCKS else torch.bfloat16
+        assert {p.dtype for p in params} == {want}, name
+        if want == torch.float32:  # kept blocks keep their exact weights, not bf16-rounded ones
+            for p, q in zip(params, getattr(exact, name).parameters(), strict=True):
+                assert torch.equal(p, q)
+    with torch.inference_mode():
+        assert net(batch).dtype == torch.float32  # outconv is float32, so is the fused map
+
+
+def test_fast_without_native_reduced_precision_is_the_exact_path(u2netp, batch, monkeypatch):
+    # An older CPU (no AVX-512 BF16 / AMX): "fast" must not pick slow, emulated bf16.
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    assert accel.fast_dtype("cpu") is None
+    assert "exact path" in accel.describe("cpu", "fast")
+    fast = accel.prepare(u2netp, "cpu", "fast")(batch)
+    assert torch.equal(fast, accel.prepare(u2netp, "cpu", "exact")(batch))
+
+
+def test_cuda_fast_is_float16():
+    assert accel.fast_dtype("cuda") == torch.float16
+    assert accel.fast_dtype(torch.device("cuda", 0)) == torch.float16
+
+
+@pytest.mark.parametrize("precision", ["half", "bf16", "", "EXACT", None])
+def test_unknown_precision_is_refused(u2netp, precision):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        accel.prepare(u2netp, "cpu", precision)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        accel.describe("cpu", precision)
+
+
+@pytest.mark.parametrize("model,precision", [("u2netp", "exact"), ("u2netp", "fast"),
+                                             ("u2net", "exact"), ("u2net", "fast")])
+def test_masks_match_the_published_ones(reference_dir, model, precision):
+    """Every reference image through the real predictor, against the authors' masks."""
+    paths = sorted((reference_dir / "images").iterdir())
+    pred = Predictor(model, device="cpu", precision=precision, cache_size=0)
+    masks = pred.predict_batch(paths, batch_size=6)
+    errors = []
+    for path, mask in zip(paths, masks, strict=True):
+        ref = Image.open(reference_dir / f"{model}_results" / f"{path.stem}.png").convert("L")
+        assert mask.size == ref.size
+        errors.append(np.abs(np.asarray(mask, np.float32) - np.asarray(ref, np.float32)).mean() / 255)
+    mae = float(np.mean(errors))
+    assert mae <= MAX_MAE[precision], f"{model} {precision}: MAE {mae:.5f} over {len(paths)} images"
+    # No single image may be far off either (an average can hide one broken mask).
+    assert max(errors) <= 4 * MAX_MAE[precision], dict(zip([p.name for p in paths], errors, strict=True))
