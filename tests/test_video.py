@@ -135,6 +135,9 @@ def test_mp4_keeps_frames_rate_duration_and_audio(clip, green_run):
     assert out["codec"] == "h264" and out["audio"] == "aac" and report.has_audio
     assert out["audio_seconds"] == pytest.approx(src["audio_seconds"], abs=0.05)
     assert out["frames"][0].shape == (H, W, 3)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
 
 
 def test_mp4_keeps_the_object_and_replaces_the_background_in_every_frame(green_run, artifacts_dir):

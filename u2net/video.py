@@ -511,6 +511,8 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
                       "width": out_size[0], "height": out_size[1],
                       "times": [round(t - times[0], 6) for t in times]})
         container.close()
+        # mkstemp makes the file private (0600); give it the permissions a new file gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     except BaseException:
         if writer is not None:
@@ -544,6 +546,17 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
                        rotation=turns * 90, trimmed=trimmed, mask_change=state.change,
                        raw_mask_change=state.raw_change, smoothing_lag=state.lag, seconds=seconds,
                        output=dst)
+
+
+def _umask() -> int:
+    """The process umask, read without setting it (os.umask would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 @dataclass
