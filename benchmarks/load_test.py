@@ -122,7 +122,10 @@ def run_client(url: str, uploads: list[tuple[Path, tuple[int, int]]], downloads:
             problem = check_answer(answer, size)
         except Exception as exc:  # noqa: BLE001 - a failed request is what we count
             problem = f"request failed: {type(exc).__name__}: {exc}"
-        results.append((time.perf_counter() - started, problem))
+        seconds = time.perf_counter() - started
+        results.append((seconds, problem))
+        print(f"{time.strftime('%H:%M:%S')} {path.name} {seconds:.2f} s {problem or 'ok'}",
+              file=sys.stderr, flush=True)  # progress, and partial figures if stopped early
     return results
 
 
