@@ -183,7 +183,6 @@ def app(weights_dir, tmp_path_factory):
 
     env = {"U2NET_HOME": str(weights_dir), "U2NET_MAX_FILE_SIZE": "1mb",
            "HF_HOME": str(tmp_path_factory.mktemp("hf_home"))}
-    env.pop("U2NET_MAX_PIXELS", None)
     with running_app(env=env) as url:
         yield url
 
