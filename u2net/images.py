@@ -52,7 +52,9 @@ def _open(source: ImageInput, max_pixels: int) -> Image.Image:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidImageError(f"{path}: no such file")
+            # A folder, a device or a pipe is not a picture either; say which.
+            what = "not a regular file" if path.exists() else "no such file"
+            raise InvalidImageError(f"{path}: {what}")
         if path.stat().st_size == 0:
             raise InvalidImageError(f"{path.name}: the file is empty (0 bytes)")
         fp, name = path.open("rb"), path.name
