@@ -117,3 +117,10 @@ def test_masks_match_the_published_ones(reference_dir, model, precision):
     assert mae <= MAX_MAE[precision], f"{model} {precision}: MAE {mae:.5f} over {len(paths)} images"
     # No single image may be far off either (an average can hide one broken mask).
     assert max(errors) <= 4 * MAX_MAE[precision], dict(zip([p.name for p in paths], errors, strict=True))
+
+
+def test_fused_conv_relu_gives_the_plain_answer(weights_dir, u2netp, batch):
+    net = accel.fuse_conv_relu(load_model("u2netp", weights_dir / "u2netp.onnx"))
+    if accel.cpu_has_fused_conv():  # every PyTorch CPU wheel with oneDNN has it
+        assert "fused conv+ReLU" in accel.describe("cpu", "exact")
+    assert float((_plain(net, batch) - _plain(u2netp, batch)).abs().max()) < 1e-5
