@@ -55,6 +55,7 @@ WORK_SUFFIX = ".u2net-work"  # beside an output .zip: the resumable folder it is
 # one torch thread each beat one process with batched inference and every mix of the two.
 DEFAULT_WORKERS = 0  # 0: one worker process per CPU core
 DEFAULT_BATCH_SIZE = 1
+SMALL_BATCH = 4  # fewer images than this run in this process unless --workers says otherwise
 
 # Uploads to the app's batch tab (public, documented in the README).
 MAX_UPLOAD_FILES = int(os.environ.get("U2NET_BATCH_MAX_FILES", 1000))
@@ -812,7 +813,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
         model, weights, device, precision: the predictor to use (see u2net.predictor).
         options: effect settings (BatchOptions or a dict of its fields).
         workers: worker processes (each with cores/workers torch threads, so one each by
-            default); 1 runs in this process; 0/None: one per CPU core (the fastest here).
+            default); 1 runs in this process; 0/None: one per CPU core (the fastest here),
+            or this process for fewer than SMALL_BATCH images.
         batch_size: images per network call in each worker.
         recursive: look into sub-folders of folder inputs.
         manifest: keep the journal (manifest.jsonl) and manifest.csv, and resume from them.
@@ -867,8 +869,13 @@ def run_batch(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
         with lock:
             if not single:  # never sweep a user's folder that merely holds one output file
                 remove_stray_temp_files(out_root)
-            report = _run(plan, job, out_root, use_journal, resume and use_journal,
-                          resolve_workers(workers), batch_size, progress)
+            count = resolve_workers(workers)
+            if not workers and len(plan.tasks) < SMALL_BATCH:
+                # Starting processes costs more than it saves for a few images. Decided from
+                # the whole plan, not what is left, so a resumed run works the same way.
+                count = 1
+            report = _run(plan, job, out_root, use_journal, resume and use_journal, count,
+                          batch_size, progress)
         report.seconds = time.perf_counter() - started
         if to_zip:
             names = [n for r in report.rows for n in (r["outputs"].split(";") if r["outputs"] else [])]
