@@ -370,7 +370,7 @@ def batch(files: list[str] | None, outputs: list[str] | None = None, model: str 
     return str(archive), summary.summary
 
 
-VIDEO_BACKGROUNDS = ["blur", "white", "black", "green", "grayscale", "transparent", "mask"]
+VIDEO_BACKGROUNDS = ["blur", "white", "black", "green screen", "grayscale", "transparent", "mask"]
 VIDEO_FORMATS = ["mp4", "webm", "zip"]
 
 

@@ -117,7 +117,7 @@ def green_run(clip, tmp_path_factory, weights_dir) -> tuple[Path, video.VideoRep
     os.environ["U2NET_HOME"] = str(weights_dir)  # module scope: the autouse fixture sets it per test
     dst = tmp_path_factory.mktemp("out") / "green.mp4"
     seen: list[tuple[int, int]] = []
-    report = process_video(clip, dst, background="green", model="u2netp",
+    report = process_video(clip, dst, background="green screen", model="u2netp",
                            progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1] == (report.frames, report.frames)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -328,7 +328,8 @@ def test_background_image_and_colour_names(clip, tmp_path, reference_dir):
     frame = decode(tmp_path / "img.mp4")["frames"][0].astype(int)
     outside = ~disc(W, H, disc_centre(0, 24), RADIUS + 12)
     assert np.abs(frame[outside] - (0, 0, 255)).mean() < 30 and report.frames == 3
-    assert video.parse_background("green").value == (0, 255, 0)  # green screen, not CSS green
+    assert video.parse_background("green screen").value == (0, 255, 0)
+    assert video.parse_background("green").value == (0, 128, 0)  # CSS green, as in the image effects
     assert video.parse_background("#123456").value == (0x12, 0x34, 0x56)
 
 
@@ -336,7 +337,7 @@ def test_background_image_and_colour_names(clip, tmp_path, reference_dir):
 # Webcam
 
 
-@pytest.mark.parametrize("background", ["blur", "white", "green", "grayscale", "mask", "transparent"])
+@pytest.mark.parametrize("background", ["blur", "white", "green screen", "grayscale", "mask", "transparent"])
 def test_webcam_handler_returns_frames_of_the_input_size(background, tmp_path):
     import gradio as gr
     from gradio.data_classes import ImageData
@@ -425,7 +426,7 @@ def test_video_tab_returns_a_playable_video(app_url, clip):
 
     client = Client(app_url, verbose=False)
     try:
-        result = client.predict(handle_file(str(clip)), "green", "u2netp",
+        result = client.predict(handle_file(str(clip)), "green screen", "u2netp",
                                 0.0, "mp4", api_name="/video")
     except Exception as exc:
         pytest.fail(f"{exc}\n--- app log ---\n{server_log(app_url)}")

@@ -135,14 +135,21 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
+# Chroma-key colours by the names video people use; plain "green" stays CSS green (#008000).
+SCREEN_COLOURS = {"green screen": "#00ff00", "greenscreen": "#00ff00",
+                  "blue screen": "#0000ff", "bluescreen": "#0000ff"}
+
+
 def parse_colour(colour: Colour) -> tuple[int, int, int]:
-    """An RGB triple from a CSS colour name ("white"), "#rgb"/"#rrggbb", "rgb(…)" or (r, g, b).
+    """An RGB triple from a CSS colour name ("white"), "green screen" / "blue screen",
+    "#rgb"/"#rrggbb", "rgb(…)" or (r, g, b).
 
     Raises OptionError for anything else.
     """
     if isinstance(colour, str):
         try:
-            rgb = ImageColor.getrgb(colour.strip())
+            name = colour.strip()
+            rgb = ImageColor.getrgb(SCREEN_COLOURS.get(name.lower(), name))
         except ValueError:
             raise OptionError(f"{colour!r} is not a colour: use a name like 'white', a hex code like "
                               "'#1e90ff' or an (r, g, b) triple") from None

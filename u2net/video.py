@@ -31,19 +31,19 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image, ImageColor
+from PIL import Image
 
 from . import effects
+from .effects import OptionError, parse_colour
 from .errors import InvalidImageError
 from .images import load_image
 
 OUTPUT_SUFFIXES = (".mp4", ".webm", ".zip")
 # Backgrounds that are not a colour or an image file.
 KEYWORD_BACKGROUNDS = ("blur", "grayscale", "transparent", "mask")
-# "green" means a chroma-key green screen in video work, not CSS green (#008000).
-BACKGROUND_ALIASES = {"green": "#00ff00", "green screen": "#00ff00", "greenscreen": "#00ff00",
-                      "blue screen": "#0000ff", "bluescreen": "#0000ff", "gray": "grayscale",
-                      "greyscale": "grayscale", "grey": "grayscale", "alpha": "transparent"}
+# Colours are effects.parse_colour's vocabulary ("green screen" is #00ff00, "green" CSS green).
+BACKGROUND_ALIASES = {"gray": "grayscale", "greyscale": "grayscale", "grey": "grayscale",
+                      "alpha": "transparent"}
 
 # Limits for a shared public deployment (the app reads them; the library default is no limit).
 PUBLIC_MAX_SECONDS = float(os.environ.get("U2NET_VIDEO_MAX_SECONDS", 20))
@@ -114,7 +114,7 @@ def parse_background(background: str | os.PathLike | tuple) -> _Background:
     """Check a `background` argument once, before any frame is decoded.
 
     Parameters:
-        background: a colour ("white", "#00ff00", "green" = green screen, (r, g, b)),
+        background: a colour ("white", "#00ff00", "green screen", (r, g, b)),
             "blur", "grayscale", "transparent", "mask", or the path of an image file.
 
     Returns:
@@ -139,8 +139,8 @@ def parse_background(background: str | os.PathLike | tuple) -> _Background:
     if key in ("blur", "grayscale"):
         return _Background("effect", key, key)
     try:
-        return _Background("effect", ImageColor.getrgb(key)[:3], text)
-    except ValueError:
+        return _Background("effect", parse_colour(text), text)
+    except OptionError:
         pass
     path = Path(text).expanduser()
     if path.is_file():
@@ -408,7 +408,7 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
         src: the input video (anything FFmpeg reads: MP4, MOV, WebM, MKV, AVI, GIF…).
         dst: the output; its suffix chooses the kind: .mp4 (H.264 + AAC), .webm (VP9, with alpha
             when transparent, + Opus) or .zip (PNG sequence + info.json; no audio).
-        background: a colour ("white", "#00ff00", "green" = green screen), "blur", "grayscale",
+        background: a colour ("white", "#00ff00", "green screen"), "blur", "grayscale",
             "transparent" (.webm or .zip only), "mask" (the mask video) or an image file.
         model: predictor model name ("u2netp" fast, "u2net" best).
         smoothing: temporal smoothing of the masks, 0 (off) to <1: each mask becomes
@@ -675,7 +675,7 @@ def add_video_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="input video")
     p.add_argument("output", type=Path, help="output .mp4, .webm or .zip")
     p.add_argument("--background", "-b", default="blur",
-                   help="colour (white, '#00ff00', green = green screen), blur, grayscale, "
+                   help="colour (white, '#00ff00', 'green screen'), blur, grayscale, "
                         "transparent, mask, or an image file (default: blur)")
     p.add_argument("--model", "-m", default="u2netp", help="u2netp (fast, default) or u2net (best)")
     p.add_argument("--max-seconds", type=float, default=None, help="process only the first N seconds")
