@@ -231,15 +231,8 @@ def remount(path: Path, options: str) -> None:
 
 BATCH_ENV = {"HF_HUB_OFFLINE": "1"}
 
-# Known bug (reported to the batch owner): an OSError from the output disk (ENOSPC, EROFS)
-# escapes u2net.cli.main as a traceback — from _Lock.__enter__ on a read-only folder, from
-# write_manifest at the end of a run on a full disk. Strict: these fail loudly once fixed, so
-# the marker is removed then.
-DISK_ERRORS_ESCAPE = pytest.mark.xfail(
-    strict=True, reason="batch/CLI: OSError from a full or read-only output disk escapes as a traceback")
 
 
-@DISK_ERRORS_ESCAPE
 def test_full_disk_during_a_batch(weights_dir, tmp_path):
     """The output disk fills up part-way: the run ends with a clear message (no traceback),
     every output on disk is whole, no temporary file is left; with space again, the same
@@ -260,7 +253,6 @@ def test_full_disk_during_a_batch(weights_dir, tmp_path):
         assert len(assert_outputs_whole(out)) == 2 * len(photos)
 
 
-@DISK_ERRORS_ESCAPE
 def test_read_only_output_disk(weights_dir, tmp_path):
     """A read-only output folder: a clear message, nothing written; once writable, it works."""
     photos = write_photos(tmp_path / "in", 2)

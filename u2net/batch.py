@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import fnmatch
 import glob
 import hashlib
@@ -63,12 +64,18 @@ MAX_UPLOAD_BYTES = int(os.environ.get("U2NET_BATCH_MAX_BYTES", 1024**3))
 MAX_BATCH_IMAGES = int(os.environ.get("U2NET_BATCH_MAX_IMAGES", 10_000))
 
 
+# Output-disk failures end the run (with a message from the CLI) instead of failing each image.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 class BatchError(U2NetError, ValueError):
     """The batch cannot start (unsafe output path, bad option, busy folder); nothing was written."""
 
 
 def image_extensions() -> frozenset[str]:
     """Lower-case file extensions Pillow can open here (".jpg", ".jpeg", ".webp", ".tiff", …)."""
+    from . import images  # noqa: F401 - registers optional formats (HEIC via pillow-heif)
+
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
@@ -601,6 +608,10 @@ def process_tasks(tasks: Sequence[Task], job: Job | None = None) -> list[dict]:
             rows[i] = _finish(tasks[i], job, image, mask, started)
         except WeightsError:
             raise  # e.g. the portrait model is missing
+        except OSError as exc:
+            if exc.errno in _DISK_ERRNOS:
+                raise  # the output disk, not this image: stop rather than fail every image
+            rows[i] = _error_row(tasks[i], exc, started)
         except Exception as exc:  # noqa: BLE001
             rows[i] = _error_row(tasks[i], exc, started)
     return [rows[i] for i in range(len(tasks))]

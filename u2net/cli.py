@@ -215,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ("; run the same command again to resume" if args.command == "batch" else ""),
               file=sys.stderr)
         return 130
+    except OSError as exc:
+        # The output disk failed (full, read-only, gone); outputs already written are whole.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"u2net {args.command}: cannot write the output{where}: {exc.strerror or exc}; "
+              "outputs already written are complete: free some space or choose a writable "
+              "output, then run the same command again", file=sys.stderr)
+        return 1
     if args.command == "boxes":
         for row in report.rows:
             if row["status"] == "ok":
