@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--model", default="u2netp", choices=("u2netp", "u2net"))
     parser.add_argument("--workers", type=int, default=0, help="our setting (default: the CLI's default)")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--precision", default="exact", choices=("exact", "fast"),
+                        help="our precision (default exact; fast = bf16 where the CPU has it natively)")
     parser.add_argument("--grid", action="store_true", help="also time every (workers, batch) setting")
     parser.add_argument("--rembg", help="path to the rembg executable (default: PATH, /tmp/rembg-venv)")
     args = parser.parse_args()
@@ -94,13 +96,14 @@ def main() -> None:
                 s = ours(src, Path(tmp) / "grid", args.model, workers, batch)
                 print(f"{workers:>7}  {batch:>5}  {s:7.1f}  {n / s:8.2f}")
 
-        s_ours = ours(src, Path(tmp) / "ours", args.model, args.workers, args.batch_size)
-        label = f"workers={args.workers or 'default'} batch={args.batch_size}"
+        precision = ("--precision", args.precision)
+        s_ours = ours(src, Path(tmp) / "ours", args.model, args.workers, args.batch_size, *precision)
+        label = f"workers={args.workers or 'default'} batch={args.batch_size} precision={args.precision}"
         print(f"\nu2net batch ({label}): {s_ours:.1f} s, {n / s_ours:.2f} images/s")
         # rembg's cut-out keeps the colour fringe at soft edges; ours removes it by default.
         # The same work as rembg: --no-decontaminate.
         s_same = ours(src, Path(tmp) / "same", args.model, args.workers, args.batch_size,
-                      "--no-decontaminate")
+                      *precision, "--no-decontaminate")
         print(f"u2net batch ({label}, --no-decontaminate): {s_same:.1f} s, {n / s_same:.2f} images/s")
         rembg = find_rembg(args.rembg)
         if rembg is None:
