@@ -135,6 +135,8 @@ def random_portrait_weights(path: Path, seed: int = 0) -> Path:
 
     from u2net.model import build_model
 
+    # Non-trivial BatchNorm statistics, so loading must really fold them.
+    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     state = {}
     for key, value in build_model("u2net").state_dict().items():
@@ -142,8 +144,12 @@ def random_portrait_weights(path: Path, seed: int = 0) -> Path:
         if key.endswith(".conv_s1.bias"):
             bn = key[: -len("conv_s1.bias")] + "bn_s1"
             n = value.shape[0]
-            state.update({f"{bn}.weight": torch.ones(n), f"{bn}.bias": torch.zeros(n),
-                          f"{bn}.running_mean": torch.zeros(n), f"{bn}.running_var": torch.ones(n),
-                          f"{bn}.num_batches_tracked": torch.tensor(0)})
+            state.update({
+                f"{bn}.weight": 0.5 + torch.rand(n, generator=gen),
+                f"{bn}.bias": 0.1 * torch.randn(n, generator=gen),
+                f"{bn}.running_mean": 0.1 * torch.randn(n, generator=gen),
+                f"{bn}.running_var": 0.5 + torch.rand(n, generator=gen),
+                f"{bn}.num_batches_tracked": torch.tensor(100),
+            })
     torch.save(state, path)
     return path

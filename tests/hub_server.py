@@ -184,3 +184,28 @@ class FakeHub:
                     self._send(200, {**common, "Content-Type": "application/octet-stream"}, f.data)
 
         return Handler
+
+
+def go_online(monkeypatch, tmp_path: Path) -> dict:
+    """Online (HF_HUB_OFFLINE=0), a private Hub cache, an empty U2NET_HOME, no weight overrides.
+
+    Returns {"cache": the Hub cache folder, "home": the empty U2NET_HOME}.
+    """
+    import os
+
+    from huggingface_hub import constants as hf_constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; conftest may have set it to 1 first.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "U2NET_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    for var in list(os.environ):
+        if var.startswith("U2NET_U2NET"):
+            monkeypatch.delenv(var)
+    home = tmp_path / "u2net_home"
+    home.mkdir()
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    return {"cache": cache, "home": home}

@@ -317,10 +317,8 @@ def test_batch_to_zip_for_the_app(folder, tmp_path):
 
 
 def test_app_batch_tab_returns_a_zip_matching_the_inputs(folder, tmp_path, weights_dir):
-    gradio_client = pytest.importorskip("gradio_client")
-    if "Batch" not in (ROOT / "app.py").read_text():
-        pytest.fail("app.py has no Batch tab")
-    from tests.app_server import running_app
+    import gradio_client
+    from app_server import running_app
 
     inputs = [folder / "a01.png", folder / "sub/b02.jpg", folder / "a09.tiff"]
     with running_app(env={"U2NET_HOME": str(weights_dir)}) as url:

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_server import FakeHub
-from huggingface_hub import constants as hf_constants
+from hub_server import FakeHub, go_online
 from PIL import Image
 
 from u2net.errors import WeightsError
@@ -91,19 +90,7 @@ def assert_outputs_whole(out: Path) -> list[Path]:
 @pytest.fixture
 def hub_env(monkeypatch, tmp_path):
     """Online (HF_HUB_OFFLINE=0), a private Hub cache, an empty U2NET_HOME, no overrides."""
-    cache = tmp_path / "hf_home" / "hub"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # read once, at import
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "U2NET_WEIGHTS"):
-        monkeypatch.delenv(var, raising=False)
-    for var in list(os.environ):
-        if var.startswith("U2NET_U2NET"):
-            monkeypatch.delenv(var)
-    home = tmp_path / "u2net_home"
-    home.mkdir()
-    monkeypatch.setenv("U2NET_HOME", str(home))
-    return {"cache": cache, "home": home}
+    return go_online(monkeypatch, tmp_path)
 
 
 def test_hub_unreachable_gives_one_clear_error_and_no_output(hub_env, tmp_path):

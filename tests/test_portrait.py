@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from app_server import random_portrait_weights
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -26,25 +27,7 @@ PROPS = settings(max_examples=40, deadline=None)
 def official_checkpoint(path, seed: int = 0):
     """A randomly initialised U²-Net state dict as the official training code saves it:
     every REBNCONV as conv_s1 + bn_s1 (with non-trivial BatchNorm statistics), plus sides."""
-    from u2net.model import build_model
-
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    state = {}
-    for key, value in build_model("u2net").state_dict().items():
-        state[key] = value.clone()
-        if key.endswith(".conv_s1.bias"):
-            bn = key[: -len("conv_s1.bias")] + "bn_s1"
-            n = value.shape[0]
-            state.update({
-                f"{bn}.weight": 0.5 + torch.rand(n, generator=gen),
-                f"{bn}.bias": 0.1 * torch.randn(n, generator=gen),
-                f"{bn}.running_mean": 0.1 * torch.randn(n, generator=gen),
-                f"{bn}.running_var": 0.5 + torch.rand(n, generator=gen),
-                f"{bn}.num_batches_tracked": torch.tensor(100),
-            })
-    torch.save(state, path)
-    return path
+    return random_portrait_weights(path, seed)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hub_server import FakeHub
-from huggingface_hub import constants as hf_constants
+from hub_server import FakeHub, go_online
 from huggingface_hub import try_to_load_from_cache
 
 from u2net import weights
@@ -43,18 +42,7 @@ def hub(monkeypatch, tmp_path, cache):
     """A running fake Hub, online, with a private Hub cache and an empty U2NET_HOME."""
     server = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import; conftest may have set it to 1 first.
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "U2NET_WEIGHTS"):
-        monkeypatch.delenv(var, raising=False)
-    for var in list(os.environ):
-        if var.startswith("U2NET_U2NET"):
-            monkeypatch.delenv(var)
-    home = tmp_path / "u2net_home"
-    home.mkdir()
-    monkeypatch.setenv("U2NET_HOME", str(home))
+    go_online(monkeypatch, tmp_path)
     yield server
     server.stop()
 
