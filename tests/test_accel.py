@@ -4,6 +4,11 @@ benchmarks/compare_rembg.py, never here."""
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -63,18 +68,19 @@ def test_prepare_leaves_the_callers_model_alone(u2netp, batch):
     assert torch.equal(_plain(u2netp, batch), before)
 
 
-def test_mixed_precision_keeps_the_sensitive_blocks_in_float32(weights_dir, batch):
+def test_mixed_precision_keeps_the_sensitive_layers_in_float32(weights_dir, batch):
     net = accel.mixed_precision(load_model("u2netp", weights_dir / "u2netp.onnx"), torch.bfloat16)
     exact = load_model("u2netp", weights_dir / "u2netp.onnx")
-    for name, block in net.named_children():
-        params = list(block.parameters())
-        if not params:
-            continue
-        want = torch.float32 if name in accel.FAST_FP32_BLOCKS else torch.bfloat16
-        assert {p.dtype for p in params} == {want}, name
-        if want == torch.float32:  # kept blocks keep their exact weights, not bf16-rounded ones
-            for p, q in zip(params, getattr(exact, name).parameters(), strict=True):
-                assert torch.equal(p, q)
+    kept = set(accel.FAST_FP32_BLOCKS)
+    assert {"stage2d.rebnconv1d", "outconv"} <= kept
+    for name, param in net.named_parameters():
+        owner = name.rsplit(".", 2)[0] if ".conv_s1." in name else name.rsplit(".", 1)[0]
+        if any(owner == k or owner.startswith(k + ".") for k in kept):
+            # kept layers keep their exact weights, not bf16-rounded ones
+            assert param.dtype == torch.float32 and torch.equal(param, exact.get_parameter(name)), name
+        else:
+            assert param.dtype == torch.bfloat16, name
+    assert net.stage2d.rebnconv3d.conv_s1.weight.dtype == torch.bfloat16  # the rest of stage2d
     with torch.inference_mode():
         assert net(batch).dtype == torch.float32  # outconv is float32, so is the fused map
 
@@ -168,3 +174,29 @@ def test_float16_mixed_precision_keeps_the_published_masks(reference_dir, weight
         errors.append(np.abs(np.asarray(mask, np.float32) - np.asarray(ref, np.float32)).mean() / 255)
     assert float(np.mean(errors)) <= MAX_MAE["fast"], errors
     assert max(errors) <= 4 * MAX_MAE["fast"], errors
+
+
+
+def test_packed_weights_give_the_plain_answer_at_any_batch_and_size(weights_dir, u2netp, batch):
+    net = load_model("u2netp", weights_dir / "u2netp.onnx").to(memory_format=torch.channels_last)
+    assert accel.cpu_has_fused_conv()  # the pinned PyTorch wheel has oneDNN
+    accel.pack_conv_weights(net, 320)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    # Every convolution (stages, sides, outconv) runs on its packed copy; the plain one is gone.
+    assert len(convs) == 119 and all(c.weight is None and "packed_weight" in c.__dict__ for c in convs)
+    for x in (batch, batch[:1], torch.nn.functional.interpolate(batch, size=(416, 384))):
+        assert float((_plain(net, x) - _plain(u2netp, x)).abs().max()) < 1e-4
+
+
+def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
+    import subprocess
+    import sys
+
+    code = "from u2net import accel; print(accel.keep_freed_memory())"
+    env = {k: v for k, v in os.environ.items()
+           if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    run = functools.partial(subprocess.run, [sys.executable, "-c", code], capture_output=True,
+                            text=True, check=True, cwd=Path(accel.__file__).parent.parent)
+    assert run(env=env).stdout.strip() == str(platform.libc_ver()[0] == "glibc")
+    assert run(env={**env, "MALLOC_ARENA_MAX": "2"}).stdout.strip() == "False"
+    assert run(env={**env, "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}).stdout.strip() == "False"

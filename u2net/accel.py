@@ -10,10 +10,13 @@ Two precisions (README, "Performance", has the measurements behind every choice 
   convolutions run in bfloat16; on CUDA in float16. Where neither holds (an older CPU) "fast"
   runs the exact path: emulated bfloat16 is slower than float32 and less faithful.
 
-Which layers stay in float32 was measured, one block at a time, against the published masks:
-turning a single decoder block (stage2d) of U²-Netp to bfloat16 moves its masks by 0.008
-mean absolute error, while every other block moves them by less than 0.0005; the final 1×1
-fusion (outconv) must stay float32 too, or the fused map itself is rounded to 8 bits.
+Which layers stay in float32 was measured against the published masks, first one block at a
+time, then one layer at a time inside the block that mattered: of U²-Netp's decoder block
+stage2d only its last two convolutions (rebnconv2d, rebnconv1d) move the masks when turned to
+bfloat16 (0.006 and 0.008 mean absolute error; each of its ten other layers, and every other
+block, by less than 0.0005). The final 1×1 fusion (outconv) stays float32 too, or the fused
+map itself is rounded to 8 bits. The side outputs run in the reduced precision (no change in
+the masks' error for either model).
 """
 
 from __future__ import annotations
@@ -31,10 +34,9 @@ from .model import REBNCONV
 
 PRECISIONS = ("exact", "fast")
 
-# Blocks kept in float32 in "fast" mode; everything else runs in the reduced precision.
-# Measured per block (see the module docstring); the side outputs and outconv are tiny.
-FAST_FP32_BLOCKS: tuple[str, ...] = ("stage2d", "side1", "side2", "side3", "side4", "side5",
-                                     "side6", "outconv")
+# Modules kept in float32 in "fast" mode; everything else runs in the reduced precision.
+# Measured block by block and layer by layer (see the module docstring).
+FAST_FP32_BLOCKS: tuple[str, ...] = ("stage2d.rebnconv2d", "stage2d.rebnconv1d", "outconv")
 
 
 @functools.cache
@@ -64,7 +66,7 @@ def fast_dtype(device: torch.device | str) -> torch.dtype | None:
 
 def describe(device: torch.device | str, precision: str = "exact") -> str:
     """One line saying what `prepare` runs for this device and precision (for logs and
-    benchmarks), e.g. "cpu float32 channels-last" or "cpu bfloat16 (float32: stage2d, …)"."""
+    benchmarks), e.g. "cpu float32 channels-last" or "cpu bfloat16 … (float32: 2 stage2d layers, …)"."""
     _check_precision(precision)
     device = torch.device(device)
     dtype = fast_dtype(device) if precision == "fast" else None
@@ -76,7 +78,7 @@ def describe(device: torch.device | str, precision: str = "exact") -> str:
     if dtype is None:
         note = " (no native bfloat16 on this CPU: exact path)" if precision == "fast" else ""
         return f"{device.type} float32{layout}{note}"
-    return f"{device.type} {str(dtype).removeprefix('torch.')}{layout} (float32: stage2d, side outputs, outconv)"
+    return f"{device.type} {str(dtype).removeprefix('torch.')}{layout} (float32: 2 stage2d layers, outconv)"
 
 
 @functools.cache
@@ -99,7 +101,19 @@ def _rebnconv_fused(self: REBNCONV, x: torch.Tensor) -> torch.Tensor:
     activations are written once instead of being read and written again by a separate ReLU."""
     c = self.conv_s1
     return torch.ops.mkldnn._convolution_pointwise(
-        x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], "")
+        x, _onednn_weight(c), c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], "")
+
+
+def _conv_onednn(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Conv2d.forward (no activation) as one oneDNN call on the packed weights."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, _onednn_weight(self), self.bias, self.padding, self.stride, self.dilation,
+        self.groups, "none", [], "")
+
+
+def _onednn_weight(conv: nn.Conv2d) -> torch.Tensor:
+    packed = conv.__dict__.get("packed_weight")
+    return conv.weight if packed is None else packed
 
 
 def fuse_conv_relu(model: nn.Module) -> nn.Module:
@@ -112,6 +126,53 @@ def fuse_conv_relu(model: nn.Module) -> nn.Module:
         for mod in model.modules():
             if isinstance(mod, REBNCONV):
                 mod.forward = types.MethodType(_rebnconv_fused, mod)
+    return model
+
+
+def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
+    """Reorder every convolution's weights once, now, into the blocked layout oneDNN's
+    kernels read, and run each convolution as one oneDNN call on them (in place).
+
+    Left as plain tensors, the weights are reordered again on every call: for U²-Netp at
+    320 × 320 that was 249 → 209 ms of a 2-thread forward (ONNX Runtime also packs once).
+    The layout oneDNN picks depends on the input shape, so one forward pass on a zero image
+    of `input_size` records each convolution's input (that pass also warms oneDNN's kernel
+    cache). Other batch sizes still run correctly: oneDNN reorders where its pick differs.
+    The plain weights are dropped afterwards (U²-Net's would be 176 MB twice over).
+
+    Same arithmetic as before, so results match to float32 rounding. Returns the same model;
+    without oneDNN's fused convolution in this build it is returned unchanged.
+    """
+    if not cpu_has_fused_conv():
+        return model
+    fuse_conv_relu(model)
+    shapes: dict[nn.Conv2d, list[int]] = {}
+
+    def record(conv: nn.Conv2d, args: tuple) -> None:
+        shapes.setdefault(conv, list(args[0].shape))
+
+    hooks = []
+    for mod in model.modules():
+        conv = mod.conv_s1 if isinstance(mod, REBNCONV) else mod
+        if isinstance(conv, nn.Conv2d):  # a fused REBNCONV never calls its conv_s1 module
+            hooks.append(mod.register_forward_pre_hook(
+                lambda _mod, args, conv=conv: record(conv, args)))
+    try:
+        first = next(model.parameters())
+        x = torch.zeros(1, 3, input_size, input_size, device=first.device)
+        with torch.inference_mode():
+            model(x.contiguous(memory_format=torch.channels_last))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    fused = {m.conv_s1 for m in model.modules() if isinstance(m, REBNCONV)}
+    for conv, shape in shapes.items():
+        conv.__dict__["packed_weight"] = torch.ops.mkldnn._reorder_convolution_weight(
+            conv.weight.contiguous(), list(conv.padding), list(conv.stride),
+            list(conv.dilation), conv.groups, shape)
+        conv.weight = None  # type: ignore[assignment]  # the packed copy is the one used
+        if conv not in fused:
+            conv.forward = types.MethodType(_conv_onednn, conv)
     return model
 
 
@@ -135,25 +196,39 @@ def _blocks(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
 
 def mixed_precision(model: nn.Module, dtype: torch.dtype,
                     keep_fp32: Iterable[str] = FAST_FP32_BLOCKS) -> nn.Module:
-    """Convert `model`'s blocks to `dtype`, except those named in `keep_fp32`, in place.
+    """Convert `model` to `dtype`, except the modules named in `keep_fp32`, in place.
 
-    Every block casts its inputs to its own dtype (a forward pre-hook), and where a float32
-    and a reduced-precision map meet (torch.cat) PyTorch promotes to float32, so each block
-    sees the dtype it was converted to. Converted from the float32 weights directly: a block
-    kept in float32 keeps its exact weights.
+    Names are module paths: a block ("side1") or a layer inside one ("stage2d.rebnconv1d").
+    Every converted or kept unit casts its inputs to its own dtype (a forward pre-hook), and
+    where a float32 and a reduced-precision map meet (torch.cat, the residual add) PyTorch
+    promotes to float32, so each unit sees the dtype it was given. Converted from the float32
+    weights directly: a kept unit keeps its exact weights.
 
     Returns the same model.
     """
     keep = set(keep_fp32)
+
+    def convert(module: nn.Module, path: str) -> None:
+        if path in keep:
+            module.register_forward_pre_hook(_cast_inputs)
+        elif not any(k.startswith(path + ".") for k in keep):
+            module.to(dtype)
+            module.register_forward_pre_hook(_cast_inputs)
+        else:  # some layers inside stay float32: decide child by child
+            for name, child in module.named_children():
+                if any(True for _ in child.parameters()):
+                    convert(child, f"{path}.{name}")
+            # ...and hand the block's output on in `dtype`, like its neighbours: a float32 map
+            # meeting reduced-precision ones would promote every torch.cat after it to float32.
+            module.register_forward_hook(lambda _mod, _args, out: out.to(dtype))
+
     for name, block in _blocks(model):
-        if name not in keep:
-            block.to(dtype)
-        block.register_forward_pre_hook(_cast_inputs)
+        convert(block, name)
     return model
 
 
-def prepare(model: nn.Module, device: torch.device | str, precision: str = "exact"
-            ) -> Callable[[torch.Tensor], torch.Tensor]:
+def prepare(model: nn.Module, device: torch.device | str, precision: str = "exact",
+            input_size: int = 320) -> Callable[[torch.Tensor], torch.Tensor]:
     """Return fn(x) -> fused saliency map, the fastest way this device keeps `precision`.
 
     Parameters:
@@ -162,6 +237,8 @@ def prepare(model: nn.Module, device: torch.device | str, precision: str = "exac
         device: where the network runs ("cpu", "cuda", "cuda:1", or a torch.device).
         precision: "exact" (float32, published masks within 0.001 MAE) or "fast" (reduced
             precision where native, sensitive layers in float32; masks within 0.003 MAE).
+        input_size: the side of the inputs it will mostly see (320; 512 for the portrait
+            model); the CPU packs its weights for that size (other sizes still work).
 
     Returns:
         fn(x): x is the normalised input batch, float32, shape (N, 3, S, S) on any device;
@@ -180,11 +257,12 @@ def prepare(model: nn.Module, device: torch.device | str, precision: str = "exac
     dtype = fast_dtype(device) if precision == "fast" else None
     if dtype is not None:
         mixed_precision(net, dtype)
-    if device.type == "cpu":
-        fuse_conv_relu(net)
     net = net.to(device)
     layout = _layout(device, dtype)
     net = net.to(memory_format=layout)
+    if device.type == "cpu":
+        pack_conv_weights(net, input_size)  # also fuses each conv with its ReLU
+        keep_freed_memory()
     # PyTorch lets cuDNN run float32 convolutions in TF32 (10-bit mantissa) by default; on an
     # H100 that moved U²-Netp's masks by 0.001 MAE from the CPU's, the whole exact budget.
     keep_fp32 = device.type == "cuda" and dtype is None
@@ -224,3 +302,37 @@ def _no_tf32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+# glibc malloc settings for a CPU forward pass (see keep_freed_memory).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's own ceiling for this setting
+KEEP_FREED_BYTES = 256 * 2**20
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let this process's malloc (glibc) keep freed activation memory for the next forward.
+
+    By default glibc hands large blocks straight back to the kernel when they are freed, so
+    every forward pass maps its activations afresh and pays a page fault per 4 KiB the first
+    time it writes them: U²-Netp's 2-thread forward went 209 → 176 ms with blocks up to 32 MiB
+    served from the heap and up to 256 MiB of freed heap kept. The cost is that much resident
+    memory held between calls (README, "Performance"). Done once per process; skipped where
+    the user tuned malloc already (MALLOC_*_ environment variables or GLIBC_TUNABLES) and
+    where the C library is not glibc. Returns True when the settings took effect.
+    """
+    import ctypes
+    import os
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    if "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+        return libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES) == 1 and ok
+    except (OSError, AttributeError):
+        return False
