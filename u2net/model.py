@@ -42,6 +42,14 @@ def _upsample_like(src: torch.Tensor, tar: torch.Tensor) -> torch.Tensor:
     return F.interpolate(src, size=tar.shape[2:], mode="bilinear", align_corners=False)
 
 
+def _residual(hx1d: torch.Tensor, hxin: torch.Tensor) -> torch.Tensor:
+    """hx1d + hxin, the block's residual, written into hx1d (nothing else reads it) whenever
+    the sum keeps hx1d's dtype: one full-resolution map less to allocate per block."""
+    if hx1d.dtype == torch.promote_types(hx1d.dtype, hxin.dtype):
+        return hx1d.add_(hxin)
+    return hx1d + hxin
+
+
 def _pool() -> nn.MaxPool2d:
     # ceil_mode keeps odd sizes (e.g. 320 -> 160 -> 80 -> 40 -> 20 -> 10) from losing a row.
     return nn.MaxPool2d(2, stride=2, ceil_mode=True)
@@ -80,7 +88,7 @@ class _RSU(nn.Module):
             hxd = getattr(self, f"rebnconv{i}d")(torch.cat((hx, enc[i - 1]), 1))
             hx = _upsample_like(hxd, enc[i - 2])
         hx1d = self.rebnconv1d(torch.cat((hx, enc[0]), 1))
-        return hx1d + hxin
+        return _residual(hx1d, hxin)
 
 
 class RSU7(_RSU):
@@ -126,7 +134,7 @@ class RSU4F(nn.Module):
         hx3d = self.rebnconv3d(torch.cat((hx4, hx3), 1))
         hx2d = self.rebnconv2d(torch.cat((hx3d, hx2), 1))
         hx1d = self.rebnconv1d(torch.cat((hx2d, hx1), 1))
-        return hx1d + hxin
+        return _residual(hx1d, hxin)
 
 
 # (block, in, mid, out) per stage; side-output input widths follow from the decoder outputs.

@@ -192,7 +192,7 @@ class Predictor:
 
                     path = resolve_weights(self.model_name, self.weights)
                     net = load_model(self.spec.architecture, path)
-                    forward = accel.prepare(net, self.device, self.precision)
+                    forward = accel.prepare(net, self.device, self.precision, self.input_size)
                     self.weights_path = path
                     self._forward = forward
         return self
