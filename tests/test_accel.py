@@ -182,8 +182,10 @@ def test_packed_weights_give_the_plain_answer_at_any_batch_and_size(weights_dir,
     assert accel.cpu_has_fused_conv()  # the pinned PyTorch wheel has oneDNN
     accel.pack_conv_weights(net, 320)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    # Every convolution (stages, sides, outconv) runs on its packed copy; the plain one is gone.
-    assert len(convs) == 119 and all(c.weight is None and "packed_weight" in c.__dict__ for c in convs)
+    # Every convolution (stages, sides, outconv) runs on packed copies; the plain ones are gone.
+    # The decoder stages' first convolutions run as two halves (the split test below).
+    assert len(convs) == 119 and all(c.weight is None for c in convs)
+    assert sum("packed_weight" in c.__dict__ for c in convs) == 119 - 5
     for x in (batch, batch[:1], torch.nn.functional.interpolate(batch, size=(416, 384))):
         assert float((_plain(net, x) - _plain(u2netp, x)).abs().max()) < 1e-4
 
@@ -200,3 +202,16 @@ def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
     assert run(env=env).stdout.strip() == str(platform.libc_ver()[0] == "glibc")
     assert run(env={**env, "MALLOC_ARENA_MAX": "2"}).stdout.strip() == "False"
     assert run(env={**env, "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}).stdout.strip() == "False"
+
+
+def test_wide_decoder_stages_skip_the_concatenation(weights_dir, batch):
+    # U²-Netp's decoder stages take 64 + 64 channels: all five run split on the exact path
+    # (same answer, tested above); none on the fast path, whose blocks carry dtype hooks.
+    for precision, want in (("exact", 5), ("fast", 0)):
+        net = load_model("u2netp", weights_dir / "u2netp.onnx")
+        if precision == "fast":
+            accel.mixed_precision(net, torch.bfloat16)
+        split = accel._split_decoder_concat(net, {
+            getattr(net, f"stage{i}d").rebnconvin.conv_s1: [1, 128, 320 >> (i - 1), 320 >> (i - 1)]
+            for i in range(1, 6)})
+        assert len(split) == want, precision

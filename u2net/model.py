@@ -77,8 +77,11 @@ class _RSU(nn.Module):
         self.rebnconv1d = REBNCONV(mid_ch * 2, out_ch, dirate=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_hxin(self.rebnconvin(x))
+
+    def from_hxin(self, hxin: torch.Tensor) -> torch.Tensor:
+        """The block after its first convolution (u2net.accel computes that one its own way)."""
         h = self.height
-        hxin = self.rebnconvin(x)
         enc = [self.rebnconv1(hxin)]  # hx1 … hx(L-1)
         for i in range(1, h - 1):
             pooled = getattr(self, f"pool{i}")(enc[-1])
@@ -126,7 +129,10 @@ class RSU4F(nn.Module):
         self.rebnconv1d = REBNCONV(mid_ch * 2, out_ch, dirate=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hxin = self.rebnconvin(x)
+        return self.from_hxin(self.rebnconvin(x))
+
+    def from_hxin(self, hxin: torch.Tensor) -> torch.Tensor:
+        """The block after its first convolution (u2net.accel computes that one its own way)."""
         hx1 = self.rebnconv1(hxin)
         hx2 = self.rebnconv2(hx1)
         hx3 = self.rebnconv3(hx2)
@@ -194,12 +200,16 @@ class U2Net(nn.Module):
         dec = {6: enc[5]}  # hx6 is both the bottom of the encoder and the first "decoder" map
         hx = enc[5]
         for i in range(5, 0, -1):
-            hx = getattr(self, f"stage{i}d")(torch.cat((_upsample_like(hx, enc[i - 1]), enc[i - 1]), 1))
+            hx = self.decode(i, _upsample_like(hx, enc[i - 1]), enc[i - 1])
             dec[i] = hx
         d1 = self.side1(dec[1])
         sides = [d1] + [_upsample_like(getattr(self, f"side{i}")(dec[i]), d1) for i in range(2, 7)]
         d0 = self.outconv(torch.cat(sides, 1))
         return [d0, *sides]
+
+    def decode(self, i: int, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder stage i on the upsampled deeper map and the encoder's skip connection."""
+        return getattr(self, f"stage{i}d")(torch.cat((up, skip), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fused saliency map d0 after sigmoid, shape (N, 1, H, W)."""
