@@ -81,10 +81,13 @@ def _model(name: str, weights_dir: Path) -> tuple[torch.nn.Module, bool]:
     return build_model(name), False
 
 
-def throughput(name: str, model: torch.nn.Module, batch_sizes: list[int], seconds: float) -> list[dict]:
+def throughput(name: str, model: torch.nn.Module, batch_sizes: list[int], seconds: float,
+               layouts: list[str]) -> list[dict]:
     rows = []
+    formats = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
     for precision in ("exact", "fast"):
-        for layout_name, layout in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)):
+        for layout_name in layouts:
+            layout = formats[layout_name]
             net = _network(model, precision, layout)
             for bs in batch_sizes:
                 x = torch.randn(bs, 3, 320, 320, device="cuda").contiguous(memory_format=layout)
@@ -139,18 +142,28 @@ def fidelity(name: str, model: torch.nn.Module, pictures: list[Path]) -> list[di
     cpu = accel.prepare(model, "cpu", "exact")(x).numpy()
     ref = [np.asarray(postprocess(cpu[i, 0], img.size), np.float32) for i, img in enumerate(imgs)]
     rows = []
-    for label, precision, tf32 in (("exact (TF32 off)", "exact", False),
-                                   ("exact with TF32", "exact", True),
-                                   ("fast", "fast", False)):
-        torch.backends.cudnn.allow_tf32 = tf32
-        out = accel.prepare(model, "cuda", precision)(x).numpy()
+    runs = {"exact": accel.prepare(model, "cuda", "exact"), "fast": accel.prepare(model, "cuda", "fast")}
+    # PyTorch's own default for float32 convolutions on CUDA (TF32), which "exact" turns off.
+    tf32_net = _network(model, "exact", torch.contiguous_format)
+
+    @torch.inference_mode()
+    def tf32(x: torch.Tensor) -> torch.Tensor:
+        before = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            return tf32_net(x.cuda()).float().cpu()
+        finally:
+            torch.backends.cudnn.allow_tf32 = before
+
+    runs["float32 with TF32 (not used)"] = tf32
+    for label, run in runs.items():
+        out = run(x).numpy()
         errs = [float(np.abs(np.asarray(postprocess(out[i, 0], img.size), np.float32) - ref[i]).mean() / 255)
                 for i, img in enumerate(imgs)]
         rows.append({"model": name, "path": label, "mae_vs_cpu_exact": statistics.mean(errs),
                      "worst": max(errs), "map_max_abs_diff": float(np.abs(out - cpu).max())})
-        print(f"{name:<7} {label:<17}: mask MAE vs CPU exact {statistics.mean(errs):.5f} "
+        print(f"{name:<7} {label:<28}: mask MAE vs CPU exact {statistics.mean(errs):.5f} "
               f"(worst {max(errs):.5f}), saliency max |Δ| {rows[-1]['map_max_abs_diff']:.1e}", flush=True)
-    torch.backends.cudnn.allow_tf32 = False
     return rows
 
 
@@ -161,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["u2net", "u2netp"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32, 64, 128])
     parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per figure")
+    parser.add_argument("--layouts", nargs="+", default=["NCHW", "NHWC"], choices=["NCHW", "NHWC"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs one", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    torch.backends.cudnn.allow_tf32 = False  # exact means float32 arithmetic (fidelity() compares)
+    torch.backends.cudnn.allow_tf32 = False  # "network" rows in float32 as "exact" runs it
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN "
           f"{torch.backends.cudnn.version()}; paper: {PAPER_FPS:.0f} img/s (u2net, GTX 1080 Ti)", flush=True)
     pictures = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix == ".jpg")
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         model, real = _model(name, args.weights_dir)
         print(f"--- {name} ({'real weights' if real else 'random weights: timings only'})", flush=True)
-        result["rows"] += throughput(name, model, args.batch_sizes, args.seconds)
+        result["rows"] += throughput(name, model, args.batch_sizes, args.seconds, args.layouts)
         result["rows"] += engine_throughput(name, model, [b for b in args.batch_sizes if b >= 8][:2],
                                             args.seconds)
         if real:
