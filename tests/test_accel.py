@@ -215,3 +215,20 @@ def test_wide_decoder_stages_skip_the_concatenation(weights_dir, batch):
             getattr(net, f"stage{i}d").rebnconvin.conv_s1: [1, 128, 320 >> (i - 1), 320 >> (i - 1)]
             for i in range(1, 6)})
         assert len(split) == want, precision
+
+
+@pytest.mark.parametrize("architecture,size", [("u2netp", 320), ("u2netp", 331), ("u2net", 512)])
+def test_conv_input_shapes_match_a_real_forward_pass(architecture, size):
+    from u2net.model import build_model
+
+    net = build_model(architecture)
+    seen: dict[torch.nn.Module, list[int]] = {}
+
+    def record(mod: torch.nn.Module, args: tuple) -> None:
+        seen.setdefault(mod, list(args[0].shape))
+
+    for conv in net.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.register_forward_pre_hook(record)
+    _plain(net, torch.zeros(1, 3, size, size))
+    assert accel.conv_input_shapes(net, size) == seen

@@ -135,10 +135,11 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
 
     Left as plain tensors, the weights are reordered again on every call: for U²-Netp at
     320 × 320 that was 249 → 209 ms of a 2-thread forward (ONNX Runtime also packs once).
-    The layout oneDNN picks depends on the input shape, so one forward pass on a zero image
-    of `input_size` records each convolution's input (that pass also warms oneDNN's kernel
-    cache). Other batch sizes still run correctly: oneDNN reorders where its pick differs.
-    The plain weights are dropped afterwards (U²-Net's would be 176 MB twice over).
+    The layout oneDNN picks depends on the input shape, so each convolution's input shape
+    for a 1 × 3 × `input_size`² image is worked out first (conv_input_shapes; a warm-up
+    forward would also leave unused oneDNN kernels cached). Other sizes still run correctly:
+    oneDNN reorders where its pick differs. The plain weights are dropped afterwards
+    (U²-Net's would be 176 MB twice over).
 
     Same arithmetic as before, so results match to float32 rounding. Returns the same model;
     without oneDNN's fused convolution in this build it is returned unchanged.
@@ -146,25 +147,7 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
     if not cpu_has_fused_conv():
         return model
     fuse_conv_relu(model)
-    shapes: dict[nn.Conv2d, list[int]] = {}
-
-    def record(conv: nn.Conv2d, args: tuple) -> None:
-        shapes.setdefault(conv, list(args[0].shape))
-
-    hooks = []
-    for mod in model.modules():
-        conv = mod.conv_s1 if isinstance(mod, REBNCONV) else mod
-        if isinstance(conv, nn.Conv2d):  # a fused REBNCONV never calls its conv_s1 module
-            hooks.append(mod.register_forward_pre_hook(
-                lambda _mod, args, conv=conv: record(conv, args)))
-    try:
-        first = next(model.parameters())
-        x = torch.zeros(1, 3, input_size, input_size, device=first.device)
-        with torch.inference_mode():
-            model(x.contiguous(memory_format=torch.channels_last))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    shapes = conv_input_shapes(model, input_size)
     split = _split_decoder_concat(model, shapes)
     fused = {m.conv_s1 for m in model.modules() if isinstance(m, REBNCONV)}
     for conv, shape in shapes.items():
@@ -174,6 +157,42 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
         if conv not in fused:
             conv.forward = types.MethodType(_conv_onednn, conv)
     return model
+
+
+def conv_input_shapes(model: nn.Module, input_size: int) -> dict[nn.Conv2d, list[int]]:
+    """Input shape of every convolution of a U²-Net for one input_size × input_size image.
+
+    Worked out from the architecture rather than by running it: each pooling halves the side
+    rounding up (ceil_mode), a stage and its decoder twin run at the same size, an RSU's k-th
+    encoder layer sits below k - 1 poolings (its dilated bottom shares the deepest size), and
+    RSU-4F never pools. tests/test_accel.py checks this against a real forward pass.
+    """
+    sizes = [input_size]
+    for _ in range(5):
+        sizes.append(-(-sizes[-1] // 2))
+    shapes: dict[nn.Conv2d, list[int]] = {}
+
+    def put(conv: nn.Conv2d, side: int) -> None:
+        shapes[conv] = [1, conv.in_channels, side, side]
+
+    def block(rsu: nn.Module, side: int) -> None:
+        levels = [side]
+        for _ in range(getattr(rsu, "height", 2) - 2):  # RSU-4F has no height: no pooling
+            levels.append(-(-levels[-1] // 2))
+        for name, mod in rsu.named_children():
+            if not isinstance(mod, REBNCONV):
+                continue
+            k = name.removeprefix("rebnconv").removesuffix("d")
+            depth = 0 if k == "in" else min(int(k) - 1, len(levels) - 1)
+            put(mod.conv_s1, levels[depth])
+
+    for i in range(1, 7):
+        block(getattr(model, f"stage{i}"), sizes[i - 1])
+        put(getattr(model, f"side{i}"), sizes[i - 1])
+        if i < 6:
+            block(getattr(model, f"stage{i}d"), sizes[i - 1])
+    put(model.outconv, input_size)
+    return shapes
 
 
 def _packed(conv: nn.Conv2d, weight: torch.Tensor, input_shape: list[int]) -> torch.Tensor:
@@ -362,7 +381,7 @@ def _no_tf32() -> Iterator[None]:
 # glibc malloc settings for a CPU forward pass (see keep_freed_memory).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's own ceiling for this setting
-KEEP_FREED_BYTES = 256 * 2**20
+KEEP_FREED_BYTES = 128 * 2**20
 
 
 @functools.cache
