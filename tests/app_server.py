@@ -21,6 +21,7 @@ server does not come up, or dies, so a failing start says why.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -153,3 +155,16 @@ def random_portrait_weights(path: Path, seed: int = 0) -> Path:
             })
     torch.save(state, path)
     return path
+
+
+def upload(url: str, path: Path, filename: str | None = None) -> str:
+    """Upload a file the way the page does (under `filename`, default its own name); returns
+    the server-side path Gradio gave it."""
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename or path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)[0]

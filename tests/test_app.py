@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from app_server import random_portrait_weights, running_app, server_log
+from app_server import random_portrait_weights, running_app, server_log, upload
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
@@ -347,16 +347,7 @@ def _page_messages(url: str, api_name: str, data: list) -> list[dict]:
 
 def _uploaded(url: str, path: Path) -> dict:
     """Upload a file as the page does; returns the FileData naming the server's copy."""
-    import urllib.request
-
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
-        f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        server_path = json.load(response)[0]
+    server_path = upload(url, path)
     return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.app_server import upload
 from tests.corpus import BAD, CASE_NAMES, GOOD, Case, build_corpus, small_jpeg
 from u2net.errors import InvalidImageError
 from u2net.images import load_image
@@ -266,23 +267,6 @@ def raw_call(url: str, api: str, data: list) -> tuple[str, str]:
     events = re.findall(r"^event: (\w+)\ndata: (.*)$", text, re.M)
     assert events, text
     return events[-1]
-
-
-def upload(url: str, path: Path, filename: str | None = None) -> str:
-    """Upload a file the way the page does (under `filename`, default its own name); returns
-    the server-side path Gradio gave it."""
-    import json
-    import urllib.request
-    import uuid
-
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename or path.name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
-        f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)[0]
 
 
 def test_app_never_opens_a_path_the_user_names(app, corpus, good_upload):
