@@ -153,6 +153,15 @@ def test_exact_turns_tf32_off_only_while_it_runs(caller_setting):
         with pytest.raises(RuntimeError), accel._no_tf32():
             raise RuntimeError("a failing forward must not leave TF32 switched off")
         assert torch.backends.cudnn.allow_tf32 is caller_setting
+        # Overlapping forwards (two threads): the first to end must not switch TF32 back on
+        # under the second; the caller's setting returns when the last one ends.
+        first, second = accel._no_tf32(), accel._no_tf32()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert torch.backends.cudnn.allow_tf32 is False
+        second.__exit__(None, None, None)
+        assert torch.backends.cudnn.allow_tf32 is caller_setting
     finally:
         torch.backends.cudnn.allow_tf32 = before
 
@@ -211,9 +220,7 @@ def test_wide_decoder_stages_skip_the_concatenation(weights_dir, batch):
         net = load_model("u2netp", weights_dir / "u2netp.onnx")
         if precision == "fast":
             accel.mixed_precision(net, torch.bfloat16)
-        split = accel._split_decoder_concat(net, {
-            getattr(net, f"stage{i}d").rebnconvin.conv_s1: [1, 128, 320 >> (i - 1), 320 >> (i - 1)]
-            for i in range(1, 6)})
+        split = accel._split_decoder_concat(net, accel.conv_input_shapes(net, 320))
         assert len(split) == want, precision
 
 

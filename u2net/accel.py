@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
 
@@ -367,15 +368,29 @@ def _layout(device: torch.device, dtype: torch.dtype | None) -> torch.memory_for
     return torch.contiguous_format
 
 
+_tf32_lock = threading.Lock()
+_tf32_users = 0  # exact CUDA forwards running now (the app runs two at once on a GPU)
+_tf32_before = True
+
+
 @contextlib.contextmanager
 def _no_tf32() -> Iterator[None]:
-    """cuDNN convolutions in true float32 for the duration (restores the caller's setting)."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+    """cuDNN convolutions in true float32 while any exact forward runs; the caller's setting
+    comes back when the last one ends. The flag is process-wide, so overlapping calls from
+    several threads share one "off" instead of each restoring what another switched off."""
+    global _tf32_users, _tf32_before
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_before = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+        _tf32_users += 1
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = before
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                torch.backends.cudnn.allow_tf32 = _tf32_before
 
 
 # glibc malloc settings for a CPU forward pass (see keep_freed_memory).
@@ -391,8 +406,8 @@ def keep_freed_memory() -> bool:
     By default glibc hands large blocks straight back to the kernel when they are freed, so
     every forward pass maps its activations afresh and pays a page fault per 4 KiB the first
     time it writes them: U²-Netp's 2-thread forward went 209 → 176 ms with blocks up to 32 MiB
-    served from the heap and up to 256 MiB of freed heap kept. The cost is that much resident
-    memory held between calls (README, "Performance"). Done once per process; skipped where
+    served from the heap and freed heap kept (KEEP_FREED_BYTES, 128 MiB; u2netp needs ~75 MB).
+    The cost is up to that much resident memory held between calls (README, "Performance"). Done once per process; skipped where
     the user tuned malloc already (MALLOC_*_ environment variables or GLIBC_TUNABLES) and
     where the C library is not glibc. Returns True when the settings took effect.
     """
