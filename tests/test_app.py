@@ -256,7 +256,7 @@ def _unique_picture(tmp_path: Path) -> Path:
 
 def test_all_outputs_runs_each_network_once_per_image(portrait_weights, monkeypatch, tmp_path):
     monkeypatch.setenv("U2NET_U2NET_PORTRAIT_WEIGHTS", str(portrait_weights))
-    import app
+    from studio.all_outputs import all_outputs
     from u2net.predictor import get_predictor
 
     salient = get_predictor("u2netp")
@@ -264,12 +264,12 @@ def test_all_outputs_runs_each_network_once_per_image(portrait_weights, monkeypa
     picture = str(_unique_picture(tmp_path))
     before = (salient.inference_count, portrait.inference_count)
 
-    first = app.all_outputs(picture, "u2netp", "white", "dim", "free")
+    first = all_outputs(picture, "u2netp", "white", "dim", "free")
     assert all(Path(p).is_file() for p in first[:7])
     assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
 
     # New controls re-render from the cached masks: no network pass at all.
-    again = app.all_outputs(picture, "u2netp", "blur", "heatmap", "16:9")
+    again = all_outputs(picture, "u2netp", "blur", "heatmap", "16:9")
     assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
     assert opened(again[2]).tobytes() != opened(first[2]).tobytes()  # the background did change
 

@@ -20,7 +20,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from u2net.archives import ArchiveError
-from u2net.batch import JOURNAL, MANIFEST, TMP_MARK, BatchError, batch_to_zip, output_names, run_batch
+from studio.batch import batch_to_zip
+from u2net.batch import JOURNAL, MANIFEST, TMP_MARK, BatchError, run_batch
+from u2net.outputs import output_names
+from u2net.predictor import get_predictor
+from u2net.vocabulary import OptionError
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ["mask", "cutout", "boxes"]
@@ -303,7 +307,7 @@ def test_batch_to_zip_for_the_app(folder, tmp_path):
         zf.write(folder / "sub/b01.png", "shots/b01.png")
     files = [folder / "a01.png", folder / "a06.webp", folder / "notes.jpg", archive]
     seen = []
-    result, report = batch_to_zip(files, tmp_path / "work", ["mask", "boxes"],
+    result, report = batch_to_zip(files, tmp_path / "work", ["mask", "boxes"], get_predictor("u2netp"),
                                   progress=lambda done, total, name: seen.append((done, total)))
     assert (report.succeeded, report.failed) == (3, 1)
     assert "3 of 4 images succeeded, 1 failed" in report.summary and "notes.jpg" in report.summary
@@ -312,8 +316,8 @@ def test_batch_to_zip_for_the_app(folder, tmp_path):
     assert names == {"manifest.csv", "a01_mask.png", "a01_boxes.png", "a01_boxes.json",
                      "a06_mask.png", "a06_boxes.png", "a06_boxes.json", "upload/shots/b01_mask.png",
                      "upload/shots/b01_boxes.png", "upload/shots/b01_boxes.json"}
-    with pytest.raises(BatchError, match="unknown output"):
-        batch_to_zip(files, tmp_path / "work", ["portrait"])
+    with pytest.raises(OptionError, match="unknown output"):
+        batch_to_zip(files, tmp_path / "work", ["portrait"], get_predictor("u2netp"))
 
 
 def test_app_batch_tab_returns_a_zip_matching_the_inputs(folder, tmp_path, weights_dir):

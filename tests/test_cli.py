@@ -68,8 +68,18 @@ def test_background_colour_and_image(photo, tmp_path):
     backdrop = tmp_path / "backdrop.png"
     Image.new("RGB", (40, 30), (10, 20, 200)).save(backdrop)
     out2 = tmp_path / "onimage.png"
-    assert run("background", str(photo), "-o", str(out2), "--background", str(backdrop)) == 0
+    assert run("background", str(photo), "-o", str(out2), "--background-image", str(backdrop)) == 0
     assert Image.open(out2).convert("RGB").getpixel((2, 2)) == (10, 20, 200)
+
+
+def test_background_word_is_never_opened_as_a_file(photo, tmp_path, capsys):
+    """--background takes a colour or a keyword; a file name there is refused with a pointer
+    to --background-image, before anything is written."""
+    backdrop = tmp_path / "backdrop.png"
+    Image.new("RGB", (40, 30), (10, 20, 200)).save(backdrop)
+    out = tmp_path / "refused.png"
+    assert run("background", str(photo), "-o", str(out), "--background", str(backdrop)) == 2
+    assert "--background-image" in capsys.readouterr().err and not out.exists()
 
 
 def test_boxes_writes_picture_json_and_prints(photo, tmp_path, capsys):

@@ -581,10 +581,13 @@ def test_picture_background_from_a_path_bytes_or_array(tmp_path):
     path = tmp_path / "beach.png"
     picture.save(path)
     want = np.asarray(replace_background(image, mask, picture, fit="cover"))
-    for source in (str(path), path, path.read_bytes(), np.asarray(picture)):
+    for source in (path, path.read_bytes(), np.asarray(picture)):
         assert np.array_equal(np.asarray(replace_background(image, mask, source, fit="cover")), want)
     # cover: scaled to fill the 50-wide frame (60 → 50 wide, 90 → 75 tall), centred, cropped.
     cover = np.asarray(picture.resize((50, 75), Image.LANCZOS))[22:52]
     assert np.array_equal(want[mask == 0], cover[mask == 0])
-    with pytest.raises(OptionError, match="not a colour, an image file"):
-        replace_background(image, mask, str(tmp_path / "missing.png"))
+    # A string is a colour or a keyword, never a file name: the existing picture's path is
+    # refused (not opened), like any other word that is not a colour.
+    for name in (str(path), str(tmp_path / "missing.png")):
+        with pytest.raises(OptionError, match="is not a colour"):
+            replace_background(image, mask, name)

@@ -323,14 +323,17 @@ def test_background_image_and_colour_names(clip, tmp_path, reference_dir):
     bg = np.zeros((30, 40, 3), np.uint8)
     bg[:] = (0, 0, 255)
     Image.fromarray(bg).save(tmp_path / "blue.png")
-    report = process_video(clip, tmp_path / "img.mp4", background=str(tmp_path / "blue.png"),
+    # A picture is an explicit image (a Path), never a string that happens to name a file.
+    with pytest.raises(VideoError, match="not a colour"):
+        process_video(clip, tmp_path / "img.mp4", background=str(tmp_path / "blue.png"), max_seconds=0.25)
+    report = process_video(clip, tmp_path / "img.mp4", background=tmp_path / "blue.png",
                            max_seconds=0.25)
     frame = decode(tmp_path / "img.mp4")["frames"][0].astype(int)
     outside = ~disc(W, H, disc_centre(0, 24), RADIUS + 12)
     assert np.abs(frame[outside] - (0, 0, 255)).mean() < 30 and report.frames == 3
-    assert video.parse_background("green screen").value == (0, 255, 0)
-    assert video.parse_background("green").value == (0, 128, 0)  # CSS green, as in the image effects
-    assert video.parse_background("#123456").value == (0x12, 0x34, 0x56)
+    assert video.video_background("green screen").rgb == (0, 255, 0)
+    assert video.video_background("green").rgb == (0, 128, 0)  # CSS green, as in the image effects
+    assert video.video_background("#123456").rgb == (0x12, 0x34, 0x56)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,11 +373,7 @@ def test_webcam_handler_refuses_a_bad_background_clearly():
 
 
 def _video_command() -> list[str]:
-    """`python -m u2net video` once the CLI has the subcommand; the module's own entry before."""
-    cli = ROOT / "u2net" / "cli.py"
-    if cli.exists() and "add_video_subcommand" in cli.read_text():
-        return [sys.executable, "-m", "u2net", "video"]
-    return [sys.executable, "-m", "u2net.video"]
+    return [sys.executable, "-m", "u2net", "video"]
 
 
 def test_command_line_writes_the_video_and_reports_frames(clip, tmp_path, weights_dir):

@@ -1,4 +1,6 @@
-"""`python -m u2net` / `u2net`: argument parsing only; the work is u2net.batch.run_batch.
+"""`python -m u2net` / `u2net`: argument parsing only; the work is u2net.batch.run_batch (and
+u2net.video.process_video). Every choice and default comes from u2net.vocabulary, and the
+options are checked once, as u2net.outputs.RenderOptions, before anything runs.
 
     u2net cutout photo.jpg                      -> photo_cutout.png beside it
     u2net mask photos/ -r -o masks/             -> masks/<same structure>/<name>_mask.png
@@ -18,22 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-
-EFFECTS = ("mask", "cutout", "background", "boxes", "highlight", "crop", "portrait")
-HIGHLIGHT_MODES = ("dim", "desaturate", "blur", "tint", "outline", "heatmap")
-ASPECTS = ("free", "1:1", "4:5", "16:9")
-CROP_OUTPUTS = ("image", "cutout", "mask")
-FITS = ("cover", "contain", "stretch")
-
-HELP = {
-    "mask": "saliency mask (grey, 0..255)",
-    "cutout": "the object on a transparent background (RGBA PNG)",
-    "background": "the object on a new background (colour, image, blur, grayscale)",
-    "boxes": "bounding boxes: a drawn picture and a JSON file (also printed)",
-    "highlight": "the object highlighted (dim, desaturate, blur, tint, outline, heatmap)",
-    "crop": "the image cropped to the object",
-    "portrait": "a line drawing of a face (u2net_portrait model)",
-}
+from .vocabulary import (
+    ASPECTS,
+    CROP_OUTPUTS,
+    DEFAULT_BACKGROUND,
+    DEFAULT_MARK_COLOUR,
+    DEFAULT_MODEL,
+    FITS,
+    HIGHLIGHT_MODES,
+    MASK_MODELS,
+    OUTPUT_HELP,
+    OUTPUT_KINDS,
+    PORTRAIT_MODEL,
+    PRECISIONS,
+    VIDEO_BACKGROUND_KEYWORDS,
+)
 
 
 def _unit(text: str) -> float:
@@ -50,6 +51,18 @@ def _nonneg(text: str) -> float:
     return value
 
 
+def _model_opts(parser: argparse.ArgumentParser) -> None:
+    """The predictor's settings, the same for every command."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_MODEL, choices=MASK_MODELS,
+                       help="u2netp (small, fast; default), u2net (full), u2net_human_seg (people)")
+    model.add_argument("--weights", help="explicit weights file (.onnx or .pth); for `portrait`, the "
+                       "portrait model's")
+    model.add_argument("--device", help="cpu, cuda, cuda:0 … (default: CUDA when available)")
+    model.add_argument("--precision", choices=PRECISIONS, default="exact",
+                       help="exact: the published model's answer; fast: may trade a little fidelity")
+
+
 def _common(parser: argparse.ArgumentParser, batch: bool) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders, quoted globs ('photos/**/*.jpg') or .zip archives")
@@ -57,14 +70,7 @@ def _common(parser: argparse.ArgumentParser, batch: bool) -> None:
                         help="output folder or .zip" + ("" if batch else
                              "; for one input an image path (e.g. cut.png); default: beside the input"))
     parser.add_argument("-r", "--recursive", action="store_true", help="include sub-folders of folders")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="u2netp",
-                       help="u2netp (small, fast; default), u2net (full), u2net_human_seg")
-    model.add_argument("--weights", help="explicit weights file (.onnx or .pth); for `portrait`, the "
-                       "portrait model's")
-    model.add_argument("--device", help="cpu, cuda, cuda:0 … (default: CUDA when available)")
-    model.add_argument("--precision", choices=("exact", "fast"), default="exact",
-                       help="exact: the published model's answer; fast: may trade a little fidelity")
+    _model_opts(parser)
     run = parser.add_argument_group("running")
     run.add_argument("--workers", type=int, default=None,
                      help="worker processes, one torch thread each (default: one per CPU core; "
@@ -87,9 +93,12 @@ def _cutout_opts(parser: argparse.ArgumentParser) -> None:
 
 def _background_opts(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("background")
-    g.add_argument("--background", "--bg", default="white",
-                   help="a colour (name, #hex), blur, grayscale, transparent, or an image file")
-    g.add_argument("--fit", choices=FITS, default="cover", help="how a background image is fitted")
+    g.add_argument("--background", "--bg", default=DEFAULT_BACKGROUND,
+                   help="a colour (name such as white or grey, #hex, 'green screen'), blur, "
+                        "grayscale or transparent")
+    g.add_argument("--background-image", metavar="FILE",
+                   help="a picture to put behind the object (wins over --background)")
+    g.add_argument("--fit", choices=FITS, default="cover", help="how a background picture is fitted")
     g.add_argument("--blur-radius", type=_nonneg, default=12.0, help="blur strength for --background blur")
 
 
@@ -98,7 +107,7 @@ def _boxes_opts(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--box-threshold", type=_unit, default=0.5, help="mask level counted as object")
     g.add_argument("--min-area", type=_nonneg, default=0.001,
                    help="smallest object: below 1 a fraction of the image, else pixels")
-    g.add_argument("--box-colour", "--box-color", default="#ff3b30", help="box colour")
+    g.add_argument("--box-colour", "--box-color", default=DEFAULT_MARK_COLOUR, help="box colour")
     g.add_argument("--thickness", type=int, default=3, help="line width in pixels")
     g.add_argument("--no-labels", dest="labels", action="store_false", help="no numbers on boxes")
     g.add_argument("--union", action="store_true", help="also draw one box around all objects")
@@ -108,7 +117,7 @@ def _highlight_opts(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("highlight")
     g.add_argument("--mode", dest="highlight_mode", choices=HIGHLIGHT_MODES, default="dim")
     g.add_argument("--strength", type=_unit, default=0.6, help="how strong the effect is (0..1)")
-    g.add_argument("--highlight-colour", "--highlight-color", default="#ff3b30",
+    g.add_argument("--highlight-colour", "--highlight-color", default=DEFAULT_MARK_COLOUR,
                    help="colour for tint and outline")
 
 
@@ -139,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     extra = {"cutout": [_cutout_opts], "background": [_background_opts], "boxes": [_boxes_opts],
              "highlight": [_highlight_opts], "crop": [lambda p: _crop_opts(p, True)],
              "portrait": [_portrait_opts], "mask": []}
-    for name in EFFECTS:
-        sub = subs.add_parser(name, help=HELP[name], description=HELP[name])
+    for name in OUTPUT_KINDS:
+        sub = subs.add_parser(name, help=OUTPUT_HELP[name], description=OUTPUT_HELP[name])
         _common(sub, batch=False)
         for add in extra[name]:
             add(sub)
@@ -151,38 +160,87 @@ def build_parser() -> argparse.ArgumentParser:
                     "command is run again. manifest.csv lists every input: status, outputs, boxes, error.")
     _common(batch, batch=True)
     batch.add_argument("--outputs", default="cutout,mask",
-                       help=f"comma-separated, from: {', '.join(EFFECTS)} (default: cutout,mask)")
+                       help=f"comma-separated, from: {', '.join(OUTPUT_KINDS)} (default: cutout,mask)")
     batch.add_argument("--no-resume", dest="resume", action="store_false",
                        help="redo every image even if an earlier run finished it")
     for add in (_cutout_opts, _background_opts, _boxes_opts, _highlight_opts,
                 lambda p: _crop_opts(p, False), _portrait_opts):
         add(batch)
-    try:  # the video front end owns its own options
-        from .video import add_video_subcommand
-    except ImportError:  # PyAV missing: every other command still works
-        pass
-    else:
-        add_video_subcommand(subs)
+    _video_parser(subs)
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict:
-    from .batch import BatchOptions
+def _video_parser(subs: argparse._SubParsersAction) -> None:
+    p = subs.add_parser(
+        "video", help="remove or replace the background of a video",
+        description="Remove or replace the background of every frame of a video, keeping the "
+                    "audio and the frame rate. The output suffix chooses the kind: .mp4, .webm "
+                    "(alpha when --background transparent) or .zip (PNG sequence).")
+    p.add_argument("input", type=Path, help="input video")
+    p.add_argument("output", type=Path, help="output .mp4, .webm or .zip")
+    p.add_argument("--background", "-b", default="blur",
+                   help="a colour (white, grey, '#00ff00', 'green screen') or one of "
+                        f"{', '.join(VIDEO_BACKGROUND_KEYWORDS)} (default: blur)")
+    p.add_argument("--background-image", metavar="FILE", type=Path,
+                   help="a picture to put behind the object (wins over --background)")
+    _model_opts(p)
+    p.add_argument("--max-seconds", type=float, default=None, help="process only the first N seconds")
+    p.add_argument("--max-side", type=int, default=None, help="scale down to at most N pixels on the long side")
+    p.add_argument("--smoothing", type=float, default=0.0,
+                   help="temporal mask smoothing 0..<1 against flicker (default 0 = off; try 0.5)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
+    p.add_argument("--no-decontaminate", dest="decontaminate", action="store_false",
+                   help="skip cleaning old background colour from soft edges (about 2× faster effect)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    names = {f for f in BatchOptions.__dataclass_fields__}
-    options = {k: v for k, v in vars(args).items() if k in names}
-    background = options.get("background")
-    if background and Path(background).is_file():
-        options["background_image"] = background
-        options["background"] = "white"
-    return options
+
+def _options(args: argparse.Namespace):
+    """The render options from the parsed flags, checked once (OptionError names what is allowed)."""
+    import dataclasses
+
+    from .outputs import RenderOptions
+
+    names = {f.name for f in dataclasses.fields(RenderOptions) if f.init}
+    return RenderOptions.from_dict({k: v for k, v in vars(args).items() if k in names})
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    """`u2net video`: one predictor from the flags, a progress bar, one line of summary."""
+    from tqdm import tqdm
+
+    from .errors import U2NetError
+    from .predictor import Predictor
+    from .video import process_video
+
+    try:
+        predictor = Predictor(args.model, args.weights, args.device, args.precision)
+        background = args.background_image if args.background_image is not None else args.background
+        bar = tqdm(unit="frame", desc=Path(args.input).name, dynamic_ncols=True, disable=args.quiet)
+
+        def progress(done: int, total: int) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = process_video(args.input, args.output, background=background, predictor=predictor,
+                                   smoothing=args.smoothing, max_seconds=args.max_seconds,
+                                   max_side=args.max_side, progress=progress,
+                                   batch_size=args.batch_size, decontaminate=args.decontaminate)
+        finally:
+            bar.close()
+    except (U2NetError, ValueError) as exc:
+        print(f"u2net video: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {report.summary}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
     if args.command == "video":
-        return args.func(args)
+        return _run_video(args)
     from .archives import ArchiveError
     from .batch import run_batch
     from .errors import U2NetError
@@ -202,8 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = run_batch(
             args.inputs, output, kinds,
-            model="u2net_portrait" if args.command == "portrait" else args.model, weights=args.weights, device=args.device,
-            precision=args.precision, options=_options(args), workers=args.workers,
+            model=PORTRAIT_MODEL if args.command == "portrait" else args.model, weights=args.weights,
+            device=args.device, precision=args.precision, options=_options(args), workers=args.workers,
             batch_size=args.batch_size, recursive=args.recursive,
             manifest=args.command == "batch" or Path(output).suffix.lower() == ".zip",
             resume=getattr(args, "resume", True), progress=not args.quiet)

@@ -12,25 +12,27 @@ rule shared by `refine_mask`, `bounding_boxes` and `crop`.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Union
 
 import numpy as np
-from PIL import Image, ImageColor, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from .errors import U2NetError
 from .images import ImageInput, load_image, load_mask
-
-Colour = Union[str, Sequence[int]]
-
-
-class OptionError(U2NetError, ValueError):
-    """An effect option is out of range or unknown; the message lists what is allowed."""
-
+from .vocabulary import (
+    ASPECTS,
+    CROP_OUTPUTS,
+    DEFAULT_MARK_COLOUR,
+    FITS,
+    HIGHLIGHT_MODES,
+    Background,
+    Colour,
+    OptionError,
+    PictureInput,
+    parse_background,
+    parse_colour,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -133,35 +135,6 @@ def _box_blur(arr: np.ndarray, size: int) -> np.ndarray:
 def _luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma (as Pillow's "L" conversion), H×W float."""
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-# Chroma-key colours by the names video people use; plain "green" stays CSS green (#008000).
-SCREEN_COLOURS = {"green screen": "#00ff00", "greenscreen": "#00ff00",
-                  "blue screen": "#0000ff", "bluescreen": "#0000ff"}
-
-
-def parse_colour(colour: Colour) -> tuple[int, int, int]:
-    """An RGB triple from a CSS colour name ("white"), "green screen" / "blue screen",
-    "#rgb"/"#rrggbb", "rgb(…)" or (r, g, b).
-
-    Raises OptionError for anything else.
-    """
-    if isinstance(colour, str):
-        try:
-            name = colour.strip()
-            rgb = ImageColor.getrgb(SCREEN_COLOURS.get(name.lower(), name))
-        except ValueError:
-            raise OptionError(f"{colour!r} is not a colour: use a name like 'white', a hex code like "
-                              "'#1e90ff' or an (r, g, b) triple") from None
-        return int(rgb[0]), int(rgb[1]), int(rgb[2])
-    try:
-        values = [int(v) for v in colour]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) not in (3, 4) or not all(0 <= v <= 255 for v in values):
-        raise OptionError(f"{colour!r} is not a colour: an (r, g, b) triple needs three whole "
-                          "numbers from 0 to 255")
-    return values[0], values[1], values[2]
 
 
 # --------------------------------------------------------------------------- mask refinement
@@ -342,10 +315,6 @@ def cutout(image: ImageInput, mask: ImageInput, threshold: float | None = None,
 
 # --------------------------------------------------------------------------- backgrounds
 
-BACKGROUND_KEYWORDS = ("blur", "grayscale", "transparent")
-FITS = ("cover", "contain", "stretch")
-
-
 def _fit_image(background: ImageInput, size: tuple[int, int], fit: str) -> np.ndarray:
     """A background picture fitted to `size` (width, height) as float H×W×3."""
     bg = load_image(background)
@@ -396,7 +365,8 @@ def _composite(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray
     return out
 
 
-def replace_background(image: ImageInput, mask: ImageInput, background: Colour | ImageInput = "white",
+def replace_background(image: ImageInput, mask: ImageInput,
+                       background: Colour | PictureInput | Background = "white",
                        fit: str = "cover", blur_radius: float = 12.0, threshold: float | None = None,
                        feather: float = 0.0, decontaminate: bool = True, min_island: float = 0,
                        fill_holes: bool = False) -> Image.Image:
@@ -404,10 +374,12 @@ def replace_background(image: ImageInput, mask: ImageInput, background: Colour |
 
     Parameters:
         image, mask: the photo and its saliency mask.
-        background: a colour (CSS name, "#hex" or (r, g, b)); a picture (PIL image, array, path
-            or bytes), fitted to the photo's frame so the subject stays where it was;
-            "blur" (the photo itself blurred behind a sharp subject, a portrait-mode look);
-            "grayscale" (a colour subject on a grey world); or "transparent" (RGBA cut-out).
+        background: a colour (CSS name such as "white" or "grey", "#hex", "green screen" or
+            (r, g, b)); "blur" (the photo itself blurred behind a sharp subject, a
+            portrait-mode look); "grayscale" (a colour subject on a grey world); "transparent"
+            (RGBA cut-out); or a picture given as an image (PIL image, array, bytes or a
+            `Path`), fitted to the photo's frame so the subject stays where it was. A string
+            is never opened as a file (see `vocabulary.parse_background`).
         fit: how a background picture fills the frame: "cover" (scale and crop), "contain"
             (scale to fit, bars show a blurred copy) or "stretch".
         blur_radius: Gaussian sigma in pixels for "blur".
@@ -421,42 +393,22 @@ def replace_background(image: ImageInput, mask: ImageInput, background: Colour |
     if fit not in FITS:
         raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
     _check_nonneg("blur_radius", blur_radius)
-    keyword = background.strip().lower() if isinstance(background, str) else None
-    if keyword == "greyscale":
-        keyword = "grayscale"
-    if keyword == "transparent":
+    bg_spec = parse_background(background)
+    if bg_spec.kind == "transparent":
         return cutout(image, mask, threshold, feather, decontaminate, min_island, fill_holes)
     rgb, m = _inputs(image, mask)
     alpha = _alpha(m, threshold, feather, min_island, fill_holes)
     h, w = m.shape
-    if keyword == "blur":
+    if bg_spec.kind == "blur":
         bg = _blurred_background(rgb, alpha, float(blur_radius))
-    elif keyword == "grayscale":
+    elif bg_spec.kind == "grayscale":
         bg = np.repeat(_luma(rgb)[..., None], 3, axis=2)
+    elif bg_spec.kind == "picture":
+        bg = _fit_image(bg_spec.picture, (w, h), fit)
     else:
-        bg = _background_source(background, (w, h), fit)
+        bg = np.broadcast_to(np.array(bg_spec.rgb, np.float32), (h, w, 3)).copy()
     fg = estimate_foreground(rgb, alpha) if decontaminate else rgb
     return _to_image(_composite(fg, bg, alpha), "RGB")
-
-
-def _background_source(background, size: tuple[int, int], fit: str) -> np.ndarray:
-    w, h = size
-    if isinstance(background, str):
-        try:
-            return np.broadcast_to(np.array(parse_colour(background), np.float32), (h, w, 3)).copy()
-        except OptionError:
-            if not Path(background).is_file():
-                raise OptionError(
-                    f"background {background!r} is not a colour, an image file or one of "
-                    f"{', '.join(BACKGROUND_KEYWORDS)}") from None
-        return _fit_image(background, size, fit)
-    if isinstance(background, (tuple, list)):
-        colour = parse_colour(background)
-        return np.broadcast_to(np.array(colour, np.float32), (h, w, 3)).copy()
-    if isinstance(background, (Image.Image, np.ndarray, bytes, bytearray, os.PathLike)):
-        return _fit_image(background, size, fit)
-    raise OptionError(f"background must be a colour, an image or one of "
-                      f"{', '.join(BACKGROUND_KEYWORDS)}, got {type(background).__name__}")
 
 
 # --------------------------------------------------------------------------- boxes
@@ -555,7 +507,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def draw_boxes(image: ImageInput, boxes: Boxes | Iterable[Box], colour: Colour = "#ff3b30",
+def draw_boxes(image: ImageInput, boxes: Boxes | Iterable[Box], colour: Colour = DEFAULT_MARK_COLOUR,
                thickness: int = 3, labels: bool = True, union: bool = False) -> Image.Image:
     """The image with a rectangle around each object.
 
@@ -607,8 +559,6 @@ def draw_boxes(image: ImageInput, boxes: Boxes | Iterable[Box], colour: Colour =
 
 # --------------------------------------------------------------------------- highlight
 
-HIGHLIGHT_MODES = ("dim", "desaturate", "blur", "tint", "outline", "heatmap")
-
 # Matplotlib's "jet" control points: dark blue → blue → cyan → yellow → red → dark red.
 _JET = np.array([[0.0, 0, 0, 128], [0.125, 0, 0, 255], [0.375, 0, 255, 255],
                  [0.625, 255, 255, 0], [0.875, 255, 0, 0], [1.0, 128, 0, 0]], np.float32)
@@ -622,7 +572,7 @@ def colormap(values: np.ndarray) -> np.ndarray:
 
 
 def highlight(image: ImageInput, mask: ImageInput, mode: str = "dim", strength: float = 0.6,
-              colour: Colour = "#ff3b30", threshold: float | None = None, feather: float = 0.0,
+              colour: Colour = DEFAULT_MARK_COLOUR, threshold: float | None = None, feather: float = 0.0,
               thickness: int | None = None) -> Image.Image:
     """Draw the eye to the salient object.
 
@@ -688,9 +638,6 @@ def highlight(image: ImageInput, mask: ImageInput, mode: str = "dim", strength: 
 
 
 # --------------------------------------------------------------------------- crop
-
-ASPECTS = ("free", "1:1", "4:5", "16:9")
-CROP_OUTPUTS = ("image", "cutout", "mask")
 
 
 @dataclass(frozen=True)

@@ -17,3 +17,7 @@ class ImageTooLargeError(InvalidImageError):
 
 class WeightsError(U2NetError):
     """Model weights could not be found, downloaded, verified or loaded."""
+
+
+class BatchError(U2NetError, ValueError):
+    """A batch cannot start (unsafe output path, bad option, busy folder); nothing was written."""

@@ -16,10 +16,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .effects import OptionError
 from .images import ImageInput, load_image, load_mask
-
-PORTRAIT_MODEL = "u2net_portrait"
+from .vocabulary import PORTRAIT_MODEL, OptionError
 
 
 def draw_portrait(image: ImageInput, predictor=None, weights=None, device: str | None = None

@@ -15,15 +15,13 @@ a temporary file next to `dst` and renamed.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import io
 import json
 import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,21 +31,12 @@ import av
 import numpy as np
 from PIL import Image
 
-from . import effects
-from .effects import OptionError, parse_colour
 from .errors import InvalidImageError
 from .images import load_image
+from .outputs import RenderOptions, render
+from .vocabulary import VIDEO_BACKGROUND_KEYWORDS, Background, PictureInput, parse_background
 
 OUTPUT_SUFFIXES = (".mp4", ".webm", ".zip")
-# Backgrounds that are not a colour or an image file.
-KEYWORD_BACKGROUNDS = ("blur", "grayscale", "transparent", "mask")
-# Colours are effects.parse_colour's vocabulary ("green screen" is #00ff00, "green" CSS green).
-BACKGROUND_ALIASES = {"gray": "grayscale", "greyscale": "grayscale", "grey": "grayscale",
-                      "alpha": "transparent"}
-
-# Limits for a shared public deployment (the app reads them; the library default is no limit).
-PUBLIC_MAX_SECONDS = float(os.environ.get("U2NET_VIDEO_MAX_SECONDS", 20))
-PUBLIC_MAX_SIDE = int(os.environ.get("U2NET_VIDEO_MAX_SIDE", 640))
 
 # Audio codecs each container takes as they are; anything else is re-encoded.
 _AUDIO_COPY = {".mp4": {"aac", "mp3"}, ".webm": {"opus", "vorbis"}}
@@ -101,65 +90,38 @@ class VideoReport:
     output: Path | None = None
 
 
-@dataclass(frozen=True)
-class _Background:
-    """A parsed `background` argument: what to do with every frame."""
-
-    kind: str  # "effect" (replace_background), "transparent" or "mask"
-    value: Any = None  # replace_background's `background`: (r, g, b), "blur", "grayscale", an image
-    label: str = ""
-
-
-def parse_background(background: str | os.PathLike | tuple) -> _Background:
-    """Check a `background` argument once, before any frame is decoded.
-
-    Parameters:
-        background: a colour ("white", "#00ff00", "green screen", (r, g, b)),
-            "blur", "grayscale", "transparent", "mask", or the path of an image file.
-
-    Returns:
-        The parsed background (an image file is loaded once here).
-
-    Raises:
-        VideoError: none of the above; InvalidImageError: the image file cannot be read.
-    """
-    if isinstance(background, tuple):
-        if len(background) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in background):
-            raise VideoError(f"background colour {background!r} must be three integers 0..255")
-        return _Background("effect", tuple(background), f"rgb{background}")
-    if isinstance(background, os.PathLike):
-        background = os.fspath(background)
-    if not isinstance(background, str) or not background.strip():
-        raise VideoError("background must be a colour, an image file, or one of "
-                         + ", ".join(KEYWORD_BACKGROUNDS))
-    text = background.strip()
-    key = BACKGROUND_ALIASES.get(text.lower(), text.lower())
-    if key in ("transparent", "mask"):
-        return _Background(key, None, key)
-    if key in ("blur", "grayscale"):
-        return _Background("effect", key, key)
+def video_background(background: str | tuple | PictureInput | Background) -> Background:
+    """Check a video or webcam `background` once, before any frame is decoded: a colour
+    ("white", "grey", "#00ff00", "green screen", (r, g, b)), "blur", "grayscale",
+    "transparent", "mask", or a picture given as an image (a PIL image, an array, or a
+    `Path`; a string is never opened as a file). Raises VideoError naming what is allowed."""
     try:
-        return _Background("effect", parse_colour(text), text)
-    except OptionError:
-        pass
-    path = Path(text).expanduser()
-    if path.is_file():
-        return _Background("effect", load_image(path), path.name)
-    raise VideoError(f"background {text!r} is not a colour (a name or #rrggbb), an existing image "
-                     f"file, or one of {', '.join(KEYWORD_BACKGROUNDS)}")
+        return parse_background(background, keywords=VIDEO_BACKGROUND_KEYWORDS)
+    except InvalidImageError:
+        raise
+    except ValueError as exc:
+        raise VideoError(str(exc)) from None
 
 
-def compose(image: Image.Image, mask: Image.Image, background: _Background,
-            decontaminate: bool = True) -> Image.Image:
-    """One processed frame: RGB, RGBA for "transparent", the mask as RGB for "mask".
-    `decontaminate`: clean the old background's colour from soft edges (see effects.cutout);
-    it is most of the per-frame cost of the effect."""
-    if background.kind == "mask":
-        return mask.convert("RGB")
-    if background.kind == "transparent":
-        return effects.cutout(image, mask, decontaminate=decontaminate)
-    return effects.replace_background(image, mask, background=background.value,
-                                      decontaminate=decontaminate)
+@dataclass
+class FrameStyle:
+    """How every frame is made from its mask: the background and the edge cleaning, checked
+    once for the whole video."""
+
+    background: Background
+    decontaminate: bool = True
+    options: RenderOptions | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.background.kind != "mask":
+            self.options = RenderOptions(background=self.background, decontaminate=self.decontaminate)
+
+    def apply(self, image: Image.Image, mask: Image.Image) -> Image.Image:
+        """One processed frame: RGB, RGBA for "transparent", the mask as RGB for "mask".
+        The effect is the image tools' own (`outputs.render`, kind "background")."""
+        if self.options is None:
+            return mask.convert("RGB")
+        return render(image, mask, ["background"], self.options).images["background"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +359,8 @@ def _mean_change(previous: np.ndarray | None, current: np.ndarray) -> float | No
     return float(np.abs(current - previous).mean() / 255.0)
 
 
-def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: str = "blur",
+def process_video(src: str | os.PathLike, dst: str | os.PathLike,
+                  background: str | tuple | PictureInput | Background = "blur",
                   model: str = "u2netp", smoothing: float = 0.0, max_seconds: float | None = None,
                   max_side: int | None = None, progress: Callable[[int, int], None] | None = None,
                   *, batch_size: int = 8, predictor: Any = None, crf: int = 20,
@@ -408,9 +371,10 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
         src: the input video (anything FFmpeg reads: MP4, MOV, WebM, MKV, AVI, GIF…).
         dst: the output; its suffix chooses the kind: .mp4 (H.264 + AAC), .webm (VP9, with alpha
             when transparent, + Opus) or .zip (PNG sequence + info.json; no audio).
-        background: a colour ("white", "#00ff00", "green screen"), "blur", "grayscale",
-            "transparent" (.webm or .zip only), "mask" (the mask video) or an image file.
-        model: predictor model name ("u2netp" fast, "u2net" best).
+        background: a colour ("white", "grey", "#00ff00", "green screen"), "blur", "grayscale",
+            "transparent" (.webm or .zip only), "mask" (the mask video), or a picture given as
+            an image (PIL image, array or `Path`; a string is never opened as a file).
+        model: predictor model name ("u2netp" fast, "u2net" best); ignored with `predictor`.
         smoothing: temporal smoothing of the masks, 0 (off) to <1: each mask becomes
             smoothing × previous + (1 − smoothing) × new (an exponential moving average);
             reduces flicker, lags behind fast motion.
@@ -419,7 +383,7 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
         progress: called as progress(frames_done, frames_expected) after every batch;
             frames_expected is an estimate from the header (0 when unknown).
         batch_size: frames per network call.
-        predictor: an object with predict_batch(images) -> masks (default: get_predictor(model)).
+        predictor: the Predictor to use (the front end's own; default: get_predictor(model)).
         crf: encoder quality (lower = better, bigger); 20 for H.264, +12 for VP9's scale.
         decontaminate: clean the old background's colour from soft edges, as the image tools
             do; False is about twice as fast per frame on the CPU.
@@ -433,11 +397,24 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
     """
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    style = FrameStyle(video_background(background), decontaminate)
+    _check_video_options(src, dst, style, smoothing, max_seconds, max_side)
+    info = probe_video(src)  # raises VideoError for non-videos before any work
+    if predictor is None:
+        from .predictor import get_predictor
+        predictor = get_predictor(model)
+    written = _write_video(src, dst, info, style, predictor, smoothing, max_seconds, max_side,
+                           progress, batch_size, crf)
+    return _report(written, info, style, smoothing, max_seconds, time.perf_counter() - started, dst)
+
+
+def _check_video_options(src: Path, dst: Path, style: FrameStyle, smoothing: float,
+                         max_seconds: float | None, max_side: int | None) -> None:
+    """Refuse what cannot work before anything is decoded (VideoError says what to change)."""
     suffix = dst.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise VideoError(f"{dst.name}: the output must end in {', '.join(OUTPUT_SUFFIXES)}")
-    bg = parse_background(background)
-    if bg.kind == "transparent" and suffix == ".mp4":
+    if style.background.kind == "transparent" and suffix == ".mp4":
         raise VideoError("MP4 (H.264) has no alpha channel: write .webm or .zip for a transparent video")
     if not 0.0 <= smoothing < 1.0:
         raise VideoError(f"smoothing must be at least 0 and below 1, got {smoothing}")
@@ -450,12 +427,30 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
     if not dst.parent.is_dir():
         raise VideoError(f"{dst.parent}: the output folder does not exist")
 
-    info = probe_video(src)  # raises VideoError for non-videos before any work
-    turns = _quarter_turns(info.rotation)
-    if predictor is None:
-        from .predictor import get_predictor
-        predictor = get_predictor(model)
 
+@dataclass
+class _Written:
+    """What `_write_video` did, for the report."""
+
+    frames: int
+    rate: Fraction
+    duration: float
+    size: tuple[int, int]
+    coded: tuple[int, int]
+    decoded: tuple[int, int]
+    turns: int
+    trimmed: bool
+    has_audio: bool
+    state: _State
+
+
+def _write_video(src: Path, dst: Path, info: VideoInfo, style: FrameStyle, predictor: Any,
+                 smoothing: float, max_seconds: float | None, max_side: int | None,
+                 progress: Callable[[int, int], None] | None, batch_size: int, crf: int) -> _Written:
+    """Decode, predict in batches, apply the style and encode into a temporary file beside
+    `dst`, renamed to `dst` only when complete."""
+    suffix = dst.suffix.lower()
+    turns = _quarter_turns(info.rotation)
     container = _open_input(src)
     vs = container.streams.video[0]
     vs.thread_type = "AUTO"
@@ -475,7 +470,8 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
     writer: _Writer | None = None
     state = _State(smoothing)
     try:
-        writer = _Writer(tmp, suffix, out_size, rate, time_base, bg.kind == "transparent", audio_in, crf)
+        writer = _Writer(tmp, suffix, out_size, rate, time_base,
+                         style.background.kind == "transparent", audio_in, crf)
         if max_seconds is not None:
             writer.audio_end = (float(vs.start_time * time_base) if vs.start_time else 0.0) + max_seconds
         pending: list[tuple[Image.Image, int, float]] = []
@@ -483,7 +479,7 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
         def flush() -> None:
             masks = predictor.predict_batch([image for image, _, _ in pending])
             for (image, pts, t), mask in zip(pending, masks, strict=True):
-                writer.write(compose(image, state.smooth(mask), bg, decontaminate), pts, t)
+                writer.write(style.apply(image, state.smooth(mask)), pts, t)
             pending.clear()
             if progress is not None:
                 progress(writer.frames, max(expected, writer.frames))
@@ -522,29 +518,32 @@ def process_video(src: str | os.PathLike, dst: str | os.PathLike, background: st
         raise
     if progress is not None:
         progress(writer.frames, writer.frames)
+    return _Written(writer.frames, rate, duration, out_size, (coded_w, coded_h), (dec_w, dec_h),
+                    turns, trimmed, writer.audio_mode is not None, state)
 
-    has_audio = writer.audio_mode is not None
-    seconds = time.perf_counter() - started
+
+def _report(w: _Written, info: VideoInfo, style: FrameStyle, smoothing: float,
+            max_seconds: float | None, seconds: float, dst: Path) -> VideoReport:
     notes = []
-    if trimmed:
+    if w.trimmed:
         notes.append(f"trimmed to the first {max_seconds:g} s of {info.duration:.1f} s")
-    if turns:
-        notes.append(f"turned upright ({turns * 90}° rotation metadata)")
-    if (dec_w, dec_h) != (coded_w, coded_h):
-        notes.append(f"scaled from {coded_w}×{coded_h}" if turns % 2 == 0 else
-                     f"scaled from {coded_h}×{coded_w}")
-    if suffix == ".zip" and info.has_audio:
+    if w.turns:
+        notes.append(f"turned upright ({w.turns * 90}° rotation metadata)")
+    if w.decoded != w.coded:
+        notes.append(f"scaled from {w.coded[0]}×{w.coded[1]}" if w.turns % 2 == 0 else
+                     f"scaled from {w.coded[1]}×{w.coded[0]}")
+    if dst.suffix.lower() == ".zip" and info.has_audio:
         notes.append("audio not included in a PNG sequence")
     if smoothing:
-        notes.append(f"smoothing {smoothing:g}: mask change {state.raw_change:.4f} → {state.change:.4f}")
-    summary = (f"{writer.frames} frames, {out_size[0]}×{out_size[1]}, {float(rate):.3g} fps, "
-               f"{duration:.2f} s, {'with' if has_audio else 'no'} audio, background {bg.label}; "
-               f"{writer.frames / seconds:.1f} frames/s"
+        notes.append(f"smoothing {smoothing:g}: mask change {w.state.raw_change:.4f} → {w.state.change:.4f}")
+    summary = (f"{w.frames} frames, {w.size[0]}×{w.size[1]}, {float(w.rate):.3g} fps, "
+               f"{w.duration:.2f} s, {'with' if w.has_audio else 'no'} audio, "
+               f"background {style.background.label}; {w.frames / seconds:.1f} frames/s"
                + ("; " + "; ".join(notes) if notes else ""))
-    return VideoReport(frames=writer.frames, fps=float(rate), duration=duration, has_audio=has_audio,
-                       smoothing=smoothing, summary=summary, width=out_size[0], height=out_size[1],
-                       rotation=turns * 90, trimmed=trimmed, mask_change=state.change,
-                       raw_mask_change=state.raw_change, smoothing_lag=state.lag, seconds=seconds,
+    return VideoReport(frames=w.frames, fps=float(w.rate), duration=w.duration, has_audio=w.has_audio,
+                       smoothing=smoothing, summary=summary, width=w.size[0], height=w.size[1],
+                       rotation=w.turns * 90, trimmed=w.trimmed, mask_change=w.state.change,
+                       raw_mask_change=w.state.raw_change, smoothing_lag=w.state.lag, seconds=seconds,
                        output=dst)
 
 
@@ -634,99 +633,27 @@ def _frames(container: av.container.InputContainer, vs: av.video.stream.VideoStr
 # Webcam
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_background(background: str) -> _Background:
-    return parse_background(background)
-
-
-def webcam_frame(frame: np.ndarray | None, background: str = "blur", model: str = "u2netp",
-                 decontaminate: bool = False) -> np.ndarray | None:
+def webcam_frame(frame: np.ndarray | None, background: str | tuple | PictureInput | Background = "blur",
+                 model: str = "u2netp", decontaminate: bool = False, *,
+                 predictor: Any = None) -> np.ndarray | None:
     """Process one webcam frame, as Gradio's streaming Image calls it.
 
     Parameters:
         frame: H×W×3 uint8 RGB (H×W×4 is accepted; alpha is dropped); None before the camera
             starts (returned as None).
-        background: as in `process_video`.
-        model: predictor model name.
+        background: as in `process_video` (a parsed Background is reused as it is).
+        model: predictor model name; ignored with `predictor`.
         decontaminate: edge colour cleaning; off by default here, a live picture needs speed.
+        predictor: the Predictor to use (the front end's own; default: get_predictor(model)).
 
     Returns:
         H×W×3 uint8 (H×W×4 for "transparent"), the same height and width as `frame`.
     """
     if frame is None:
         return None
+    style = FrameStyle(video_background(background), decontaminate)
     image = load_image(np.asarray(frame))
-    from .predictor import get_predictor
-    mask = get_predictor(model).predict(image)
-    return np.asarray(compose(image, mask, _cached_background(str(background)), decontaminate))
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_video_subcommand(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `video IN OUT [options]` to an argparse subparsers object; returns its parser."""
-    p = subparsers.add_parser(
-        "video", help="remove or replace the background of a video",
-        description="Remove or replace the background of every frame of a video, keeping the "
-                    "audio and the frame rate. The output suffix chooses the kind: .mp4, .webm "
-                    "(alpha when --background transparent) or .zip (PNG sequence).")
-    p.add_argument("input", type=Path, help="input video")
-    p.add_argument("output", type=Path, help="output .mp4, .webm or .zip")
-    p.add_argument("--background", "-b", default="blur",
-                   help="colour (white, '#00ff00', 'green screen'), blur, grayscale, "
-                        "transparent, mask, or an image file (default: blur)")
-    p.add_argument("--model", "-m", default="u2netp", help="u2netp (fast, default) or u2net (best)")
-    p.add_argument("--max-seconds", type=float, default=None, help="process only the first N seconds")
-    p.add_argument("--max-side", type=int, default=None, help="scale down to at most N pixels on the long side")
-    p.add_argument("--smoothing", type=float, default=0.0,
-                   help="temporal mask smoothing 0..<1 against flicker (default 0 = off; try 0.5)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
-    p.add_argument("--no-decontaminate", dest="decontaminate", action="store_false",
-                   help="skip cleaning old background colour from soft edges (about 2× faster effect)")
-    p.set_defaults(func=run_video_command)
-    return p
-
-
-def run_video_command(args: argparse.Namespace) -> int:
-    """Run `video` from parsed arguments with a tqdm progress bar (frames/s); returns the exit code."""
-    import sys
-
-    from tqdm import tqdm
-
-    from .errors import U2NetError
-
-    bar = tqdm(unit="frame", desc=Path(args.input).name, dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        if total and bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        report = process_video(args.input, args.output, background=args.background, model=args.model,
-                               smoothing=args.smoothing, max_seconds=args.max_seconds,
-                               max_side=args.max_side, progress=progress,
-                               batch_size=getattr(args, "batch_size", 8),
-                               decontaminate=getattr(args, "decontaminate", True))
-    except U2NetError as exc:
-        bar.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bar.close()
-    print(f"{args.output}: {report.summary}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m u2net.video IN OUT …` (the same as `python -m u2net video …`)."""
-    parser = argparse.ArgumentParser(prog="python -m u2net.video")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_video_subcommand(sub)
-    args = parser.parse_args(["video", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    if predictor is None:
+        from .predictor import get_predictor
+        predictor = get_predictor(model)
+    return np.asarray(style.apply(image, predictor.predict(image)))

@@ -1,0 +1,88 @@
+"""Tab "All outputs": one network pass per model feeds every output, side by side."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from u2net.errors import WeightsError
+from u2net.outputs import RenderOptions, render
+from u2net.vocabulary import ASPECTS, BACKGROUND_KEYWORDS, HIGHLIGHT_MODES
+
+from .common import (
+    IMAGE_HEIGHT,
+    OBJECTS_FIRST,
+    PORTRAIT_MISSING,
+    image_input,
+    image_output,
+    mask_of,
+    open_upload,
+    output_folder,
+    portrait_predictor,
+    readable_errors,
+    rerender,
+    save,
+    save_all,
+)
+
+KINDS = ("mask", "cutout", "background", "boxes", "highlight", "crop")
+BACKGROUND_CHOICES = ["white", "black", "grey", "#00b140"] + list(BACKGROUND_KEYWORDS)
+
+
+@readable_errors
+def all_outputs(image_path: str | None, model: str = "u2netp", background: str = "white",
+                highlight_mode: str = "dim", aspect: str = "free",
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+    """Mask, cut-out, new background, boxes, highlight, crop and portrait from one upload.
+
+    `background` is a colour or a keyword (never a file). Returns: mask, cut-out, background,
+    boxes image, highlight, crop, portrait (or None), (before, after) for the slider, boxes as
+    JSON, notes (Markdown).
+    """
+    if not image_path:
+        return (None,) * 7 + (None, None, "")
+    options = RenderOptions(background=background, highlight_mode=highlight_mode, aspect=aspect)
+    image = open_upload(image_path)
+    mask = mask_of(image, model, progress)
+    progress(0.5, desc="Rendering the outputs…")
+    result = render(image, mask, KINDS, options)
+    folder = output_folder()
+    paths = save_all(result.images, folder, image_path)
+    notes = [] if not result.crop.empty else [f"**Crop:** {result.crop.message}"]
+    try:
+        drawing = render(image, None, ["portrait"], options, portrait_predictor(progress))
+        portrait_path = save(drawing.images["portrait"], folder, image_path, "portrait")
+    except WeightsError:
+        portrait_path = None
+        notes.append(f"**Portrait:** {PORTRAIT_MISSING} (The Portrait tab shows where it looked.)")
+    outputs = [paths[kind] for kind in KINDS] + [portrait_path]
+    return (*outputs, (image, paths["cutout"]), result.boxes.to_dict(), "\n\n".join(notes))
+
+
+def build(model: gr.Radio) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = image_input(elem_id="all-image")
+            with gr.Accordion("Options", open=False):
+                background = gr.Dropdown(BACKGROUND_CHOICES, value="white", label="New background",
+                                         allow_custom_value=True, info="A colour name, #rrggbb or a keyword.")
+                mode = gr.Dropdown(list(HIGHLIGHT_MODES), value="dim", label="Highlight")
+                aspect = gr.Radio(list(ASPECTS), value="free", label="Crop aspect")
+            gr.Examples(OBJECTS_FIRST, inputs=[image], label="Examples")
+        with gr.Column(scale=2):
+            slider = gr.ImageSlider(label="Before / after (cut-out)", type="filepath", max_height=420,
+                                    buttons=["fullscreen"], elem_id="all-slider")
+    notes = gr.Markdown(elem_id="all-notes")
+    with gr.Row(equal_height=True):
+        mask = image_output("Mask", elem_id="all-mask")
+        cutout = image_output("Cut-out", elem_id="all-cutout")
+        new_bg = image_output("New background", elem_id="all-new-bg")
+        boxes = image_output("Boxes", elem_id="all-boxes")
+    with gr.Row(equal_height=True):
+        highlight = image_output("Highlight", elem_id="all-highlight")
+        crop = image_output("Crop", elem_id="all-crop")
+        portrait = image_output("Portrait drawing", elem_id="all-portrait")
+        boxes_json = gr.JSON(label="Boxes (JSON)", height=IMAGE_HEIGHT, elem_id="all-boxes-json")
+    rerender([image.change, model.change, background.change, mode.change, aspect.change],
+             all_outputs, [image, model, background, mode, aspect],
+             [mask, cutout, new_bg, boxes, highlight, crop, portrait, slider, boxes_json, notes],
+             "all_outputs")
