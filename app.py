@@ -18,7 +18,7 @@ import os
 import gradio as gr
 
 from studio import all_outputs, background, batch, boxes, crop, cutout, highlight, portrait, video
-from studio.common import EXAMPLES_DIR, start_sweeper
+from studio.common import EXAMPLES_DIR, refuse_non_numbers, start_sweeper
 from studio.settings import SETTINGS
 from u2net.predictor import get_predictor
 from u2net.vocabulary import DEFAULT_MODEL, MASK_MODELS, MODEL_LABELS, PORTRAIT_MODEL, PRECISIONS, check_model
@@ -69,6 +69,7 @@ def build_app() -> gr.Blocks:
             for title, tab_id, build in TABS:
                 with gr.Tab(title, id=tab_id):
                     build(model)
+    refuse_non_numbers(demo)
     return demo
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from u2net.outputs import RenderOptions, render
-from u2net.vocabulary import BACKGROUND_KINDS, FITS, check_choice
+from u2net.vocabulary import BACKGROUND_KINDS, FITS, check_choice, parse_colour
 
 from .common import (
     PEOPLE_FIRST,
@@ -32,6 +32,7 @@ def change_background(image_path: str | None, model: str = "u2netp", kind: str =
     if not image_path:
         return None
     kind = check_choice("kind", kind, BACKGROUND_KINDS)
+    parse_colour(colour)  # checked even when another kind is chosen: no word goes unread
     if kind == "image" and not background_image:
         # The usual moment: "image" was just ticked. Keep the last result and ask, gently.
         gr.Warning("Now choose a background picture (or click the brick wall example).")

@@ -230,6 +230,23 @@ def rerender(triggers: list, fn: Callable, inputs: list, outputs: list, api_name
           trigger_mode="always_last", concurrency_id="network")
 
 
+def refuse_non_numbers(demo: gr.Blocks) -> None:
+    """Sliders refuse what is not a number with a message (Gradio's own check compares the
+    value with its bounds and fails on a string with no message at all)."""
+    for component in demo.blocks.values():
+        if not isinstance(component, (gr.Slider, gr.Number)):
+            continue
+        gradio_preprocess = component.preprocess
+
+        def preprocess(payload: Any, _original=gradio_preprocess, _c=component) -> Any:
+            if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))):
+                raise gr.Error(f"{_c.label or 'this value'} must be a number from {_c.minimum} to "
+                               f"{_c.maximum}, got {str(payload)[:40]!r}")
+            return _original(payload)
+
+        component.preprocess = preprocess
+
+
 def soft_or_hard(threshold: Any) -> Any:
     """Slider 0 means "keep the soft edge of the mask" (no threshold); anything else goes to
     RenderOptions, which refuses what is not a number from 0 to 1."""

@@ -349,3 +349,69 @@ def test_app_output_names_from_hostile_upload_names_are_safe(app, good_upload, f
         name = Path(output["path"]).name
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,60}_(mask|cutout|background|boxes|highlight|crop)\.png", name), name
         assert ".." not in Path(output["path"]).parts
+
+
+# ----------------------------------------------------------------------------- every parameter
+
+
+def _tiny_video(path: Path) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            frame = np.zeros((48, 64, 3), np.uint8)
+            frame[10:38, 10 + 4 * i:40 + 4 * i] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _endpoints(image: dict, video: dict) -> dict[str, list]:
+    """Each endpoint with a valid call: the uploads, then every other parameter."""
+    return {
+        "all_outputs": [image, "u2netp", "white", "dim", "free"],
+        "remove_background": [image, "u2netp", 0.0, 0.0, True, "PNG"],
+        "change_background": [image, "u2netp", "colour", "#2e86de", None, 12, "cover", 0.0],
+        "bounding_boxes": [image, "u2netp", 0.5, 0.001, "#ff3b30", 3, True, False],
+        "highlight": [image, "u2netp", "tint", 0.6, "#ff3b30"],
+        "crop": [image, "u2netp", 5, "free", "image"],
+        "portrait": [image, 2.0, 0.5],
+        "batch": [[image], ["mask"], "u2netp"],
+        "video": [video, "blur", "u2netp", 0.5, "mp4"],
+        "webcam": [image, "blur", "u2netp"],
+    }
+
+
+def test_app_refuses_a_server_path_in_every_parameter(app, tmp_path):
+    """A hostile client puts the path of a real image on the server (never uploaded: an example
+    and a file in a temporary folder) into every parameter of every endpoint that is not an
+    upload: model, colours, backgrounds, modes, formats, numbers, output lists. Every call is
+    refused with a message that says what is allowed, and no answer carries the file's pixels.
+    The same calls with their valid values succeed (so the refusals are not an accident)."""
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (40, 30), (255, 0, 255)).save(secret)  # magenta: easy to spot in an answer
+    paths = [str(secret), str(ROOT / "examples" / "cat.jpg")]
+    picture = tmp_path / "upload.png"
+    Image.new("RGB", (48, 40), (20, 120, 40)).save(picture)
+    image = _file_data(upload(app, picture))
+    video = _file_data(upload(app, _tiny_video(tmp_path / "clip.mp4")))
+    calls = _endpoints(image, video)
+    for api, valid in calls.items():
+        event, payload = raw_call(app, api, valid)
+        assert event == "complete", (api, payload[:300])
+        for index, value in enumerate(valid):
+            if value is image or value is video or value == [image] or isinstance(value, dict) or value is None:
+                continue  # uploads: Gradio hands the handler only files it received
+            for path in paths:
+                hostile = list(valid)
+                hostile[index] = [path] if isinstance(value, list) else path
+                event, payload = raw_call(app, api, hostile)
+                assert event == "error", (api, index, path, payload[:300])
+                assert payload not in ("null", "") and "Traceback" not in payload, (api, index, payload[:300])
+                assert re.search(r"must be|choose|choices|not a colour|unknown|not allowed|one of", payload, re.I), \
+                    (api, index, payload[:300])
+    event, payload = raw_call(app, "all_outputs", calls["all_outputs"])
+    assert event == "complete", payload[:300]

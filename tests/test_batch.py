@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from u2net.archives import ArchiveError
 from studio.batch import batch_to_zip
+from u2net.archives import ArchiveError
 from u2net.batch import JOURNAL, MANIFEST, TMP_MARK, BatchError, run_batch
 from u2net.outputs import output_names
 from u2net.predictor import get_predictor
