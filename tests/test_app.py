@@ -377,3 +377,65 @@ def test_first_run_downloads_weights_from_the_hub_and_says_so(weights_dir, tmp_p
     logs = [m.get("log", "") for m in messages if m.get("msg") == "log"]
     assert any("First use of u2netp" in log and "download" in log for log in logs), messages
     assert not any(m.get("msg") == "log" for m in again), again
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing kept that should not be: uploads (people's photos) and results go after a while.
+
+
+def _files_under(*roots: Path) -> list[Path]:
+    """Every file under `roots` except Gradio's copies of our example pictures (the page's
+    examples, made at start-up and kept on purpose)."""
+    import os
+
+    examples = {p.read_bytes() for p in EXAMPLES.glob("*.jpg")}
+    found = []
+    for root in roots:  # os.walk: the sweeper may remove folders while we look
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = Path(folder) / name
+                try:
+                    if not (path.suffix == ".jpg" and path.read_bytes() in examples):
+                        found.append(path)
+                except OSError:
+                    pass
+    return found
+
+
+def test_uploads_and_results_are_deleted_after_the_keep_time(weights_dir, tmp_path):
+    """U2NET_KEEP_FILES_S=4: while a stream of requests is served, the app's files on disk stay
+    bounded (no more than the last few requests' files), and a few seconds after the last one
+    nothing of any upload or result is left, folders included."""
+    import os
+    import time
+
+    gradio_dir, tmp_dir = tmp_path / "gradio", tmp_path / "tmp"
+    tmp_dir.mkdir()
+    env = {"U2NET_HOME": str(weights_dir), "U2NET_KEEP_FILES_S": "4", "GRADIO_TEMP_DIR": str(gradio_dir),
+           "TMPDIR": str(tmp_dir)}
+    counts = []
+    with running_app(env=env) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        started = time.monotonic()
+        for i in range(12):
+            picture = tmp_path / f"photo_{i}.png"
+            Image.new("RGB", (64 + i, 48), (40 * (i % 6), 90, 160)).save(picture)
+            client.predict(handle_file(picture), "u2netp", "white", "dim", "free", api_name="/all_outputs")
+            counts.append(len(_files_under(gradio_dir, tmp_dir)))
+            time.sleep(max(0.0, started + 1.5 * (i + 1) - time.monotonic()))
+        # The files go after the keep time, the folders they leave empty after as long again:
+        # wait for that (at most 30 s; about 9 s on a quiet machine).
+        deadline = time.monotonic() + 30
+        while True:
+            left = _files_under(gradio_dir, tmp_dir)
+            folders = [folder for root in (gradio_dir, tmp_dir) for folder, _, names in os.walk(root)
+                       if not any(name.endswith(".jpg") for name in names)]
+            if (not left and len(folders) <= 3) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    one_request = counts[0]
+    assert one_request >= 8, counts  # the upload and the outputs, in our folder and Gradio's
+    # At most the requests of the last keep time plus a sweep (about four) are on disk at once.
+    assert max(counts) <= 5 * one_request, counts
+    assert left == [], left
+    assert len(folders) <= 3, folders  # the roots themselves (Gradio's, ours) at most
