@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                 lambda p: _crop_opts(p, False), _portrait_opts):
         add(batch)
     _video_parser(subs)
+    from .evaluate import add_eval_subcommand
+
+    add_eval_subcommand(subs)
     return parser
 
 
@@ -241,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "video":
         return _run_video(args)
+    if args.command == "eval":
+        return args.func(args)
     from .archives import ArchiveError
     from .batch import run_batch
     from .errors import U2NetError
