@@ -107,11 +107,10 @@ def timed(fn, repeats: int):
 def save_crop(path: Path, photo: Image.Image, truth: np.ndarray, panels: dict[str, np.ndarray]) -> None:
     """A before/after strip of one edge region: photo, truth, then each mask."""
     a = truth
-    ys, xs = np.nonzero((a > 0.05) & (a < 0.95))
-    side = max(64, min(photo.size) // 6)
-    # The top of the subject, where the long strands are.
-    k = int(np.argmin(ys))
-    cy, cx = int(ys[k]) + side // 3, int(xs[k])
+    side = max(64, min(photo.size) // 8)
+    # The left flank of the body, where the short fur is: the first solid pixel of the middle row.
+    cy = int(np.average(np.arange(a.shape[0]), weights=a.sum(axis=1)))
+    cx = int(np.argmax(a[cy] > 0.99))
     box = (max(0, cx - side // 2), max(0, cy - side // 2), max(0, cx - side // 2) + side, max(0, cy - side // 2) + side)
     tiles = [photo.crop(box), Image.fromarray((a * 255 + 0.5).astype(np.uint8)).crop(box).convert("RGB")]
     tiles += [Image.fromarray(m).crop(box).convert("RGB") for m in panels.values()]
