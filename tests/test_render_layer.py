@@ -75,13 +75,13 @@ def test_the_cli_offers_the_vocabulary():
     from u2net.cli import build_parser
 
     subs = _subparsers(build_parser())
-    assert set(vocabulary.OUTPUT_KINDS) | {"batch", "video"} == set(subs)
+    assert set(vocabulary.OUTPUT_KINDS) | {"batch", "video", "eval"} == set(subs)
     batch = subs["batch"]
     assert _choices(batch, "--mode") == vocabulary.HIGHLIGHT_MODES
     assert _choices(batch, "--aspect") == vocabulary.ASPECTS
     assert _choices(batch, "--crop-output") == vocabulary.CROP_OUTPUTS
     assert _choices(batch, "--fit") == vocabulary.FITS
-    for name in ("batch", "cutout", "video"):
+    for name in ("batch", "cutout", "video", "eval"):
         assert _choices(subs[name], "--model") == vocabulary.MASK_MODELS
         assert _choices(subs[name], "--precision") == vocabulary.PRECISIONS
     for kind in vocabulary.OUTPUT_KINDS:

@@ -46,8 +46,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .effects import OptionError
 from .images import load_image, load_mask
+from .vocabulary import DEFAULT_MODEL, MASK_MODELS, PRECISIONS, OptionError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 SOD_METRICS = ("mae", "max_f", "mean_f", "s_measure", "mean_e", "max_e", "weighted_f")
@@ -318,9 +318,6 @@ def write_json(result: dict, path: str | os.PathLike) -> None:
 
 # --------------------------------------------------------------------------- `u2net eval`
 
-REFINE_CHOICES = ("none", "guided", "matting")
-
-
 def add_eval_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     """Add `eval IMAGES TRUTH [options]` to an argparse subparsers object; returns its parser."""
     p = subparsers.add_parser(
@@ -333,11 +330,13 @@ def add_eval_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("truth", help="folder of ground-truth masks or alpha mattes (same names)")
     p.add_argument("--predictions", help="score this folder of masks instead of running a model")
     p.add_argument("--trimaps", help="folder of trimaps: matting metrics over their unknown band only")
-    p.add_argument("--model", default="u2netp", help="u2netp (default), u2net, u2net_human_seg")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=MASK_MODELS)
     p.add_argument("--weights", help="explicit weights file (.onnx or .pth)")
     p.add_argument("--device", help="cpu, cuda, cuda:0 … (default: CUDA when available)")
-    p.add_argument("--precision", choices=("exact", "fast"), default="exact")
-    p.add_argument("--refine", choices=REFINE_CHOICES, default="none",
+    p.add_argument("--precision", choices=PRECISIONS, default="exact")
+    from .refine import REFINE_METHODS
+
+    p.add_argument("--refine", choices=REFINE_METHODS, default="none",
                    help="refine each mask's edges at full resolution before scoring")
     p.add_argument("--no-connectivity", dest="connectivity", action="store_false",
                    help="skip the connectivity error (the slow metric on big images)")

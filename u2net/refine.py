@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .effects import OptionError, _check_nonneg, _check_unit, _pixels
+from .effects import _check_nonneg, _check_unit, _pixels
 from .images import ImageInput, load_image, load_mask
+from .vocabulary import OptionError
 
 REFINE_METHODS = ("none", "guided", "matting")
 NETWORK_SIDE = 320  # the network sees 320 × 320: one of its pixels spans long_side / 320 photo pixels
