@@ -13,7 +13,7 @@ from benchmarks.matte_set import composite
 from u2net.effects import OptionError, bounding_boxes
 from u2net.evaluate import matting_metrics
 from u2net.predictor import Predictor
-from u2net.refine import apply_strokes, refine_edges, select_objects, stroke_masks
+from u2net.refine import apply_strokes, improve_mask, refine_edges, select_objects, stroke_masks
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,16 @@ def test_select_objects_edges_and_errors():
             select_objects(m, ranks=bad)
     with pytest.raises(OptionError, match="inside the 60×40 mask"):
         select_objects(m, point=(60, 10))
+
+
+def test_improve_mask_runs_each_step_in_order(reference_dir, predictor):
+    photo = Image.open(reference_dir / "images" / "hockey.png").convert("RGB")
+    mask = predictor.predict(photo)
+    assert np.array_equal(np.asarray(improve_mask(photo, mask)), np.asarray(mask))
+    strokes = _stroke(photo.size, [(104, 40), (104, 78)], 0)
+    step_by_step = select_objects(apply_strokes(photo, refine_edges(photo, mask, "guided"), strokes),
+                                  ranks=[1, 2])
+    at_once = improve_mask(photo, mask, edges="guided", strokes=strokes, objects="1,2")
+    assert np.array_equal(np.asarray(at_once), np.asarray(step_by_step))
+    with pytest.raises(OptionError, match="whole numbers"):
+        improve_mask(photo, mask, edges="guided", objects="first")

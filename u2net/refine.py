@@ -551,3 +551,32 @@ def select_objects(mask: ImageInput, ranks: str | Iterable[int] | None = None,
         keep_ranks.add(int(nearest[int(py), int(px)]))
     keep = np.isin(nearest, sorted(keep_ranks))
     return Image.fromarray(np.where(keep, m, 0).astype(np.uint8), "L")
+
+
+# --------------------------------------------------------------------------- all of it
+
+
+def improve_mask(image: ImageInput, mask: ImageInput, edges: str = "none",
+                 strokes: ImageInput | np.ndarray | None = None,
+                 objects: str | Iterable[int] | None = None, point: tuple[float, float] | None = None,
+                 threshold: float = 0.5, min_area: float = 0.001) -> Image.Image:
+    """Every improvement in its one order, for front ends that hold the options: edges at full
+    resolution first (they only move the soft edge), then the user's strokes (hard constraints
+    win over any automatic step), then the chosen objects (picked on the corrected mask).
+
+    Parameters: as `refine_edges` (`edges` is its method), `apply_strokes` and
+    `select_objects` (`objects` are its ranks; `threshold` and `min_area` as for the boxes).
+    With the defaults the mask comes back unchanged (as a new "L" image of the photo's size).
+    """
+    if edges not in REFINE_METHODS:
+        raise OptionError(f"refine method must be one of {', '.join(REFINE_METHODS)}, got {edges!r}")
+    ranks = parse_ranks(objects)  # checked before any slow step runs
+    img = load_image(image)
+    out = load_mask(mask, size=img.size)
+    if edges != "none":
+        out = refine_edges(img, out, edges)
+    if strokes is not None:
+        out = apply_strokes(img, out, strokes)
+    if ranks is not None or point is not None:
+        out = select_objects(out, ranks=ranks, point=point, threshold=threshold, min_area=min_area)
+    return out if out is not mask else out.copy()
