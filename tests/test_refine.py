@@ -88,6 +88,20 @@ def test_refine_takes_a_mask_of_another_size_and_is_deterministic(furry):
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (7, 2), (40, 3)])
+@pytest.mark.parametrize("method", ["guided", "matting"])
+def test_tiny_and_thin_pictures(shape, method):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    for mask in (np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8),
+                 np.where(np.arange(shape[1]) < shape[1] / 2, 255, 0).astype(np.uint8)[None].repeat(shape[0], 0)):
+        assert refine_edges(image, mask, method).size == (shape[1], shape[0])
+        strokes = np.full(shape, 128, np.uint8)
+        strokes[0, 0] = 0
+        assert apply_strokes(image, mask, strokes).size == (shape[1], shape[0])
+        assert select_objects(mask, ranks=[1], point=(0, 0)).size == (shape[1], shape[0])
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"method": "sharp"}, "none, guided, matting"),
     ({"method": "guided", "radius": -1}, "radius"),

@@ -234,6 +234,8 @@ def _matting(rgb: np.ndarray, mask: np.ndarray, band_px: float | None, max_pixel
             raise _Deadline
 
     guided_radius = GUIDED_RADIUS * _network_pixel(mask.shape)
+    if not ((crop_tri == 0).any() and (crop_tri == 1).any()):  # nothing to anchor the matte
+        return _guided_full(rgb, mask, guided_radius, GUIDED_EPS, GUIDED_WORK_SIDE, guided_radius)
     try:
         alpha = estimate_alpha_cf(crop_rgb, crop_tri,
                                   cg_kwargs={"maxiter": 2000, "rtol": 1e-5, "callback": stop})
