@@ -250,6 +250,35 @@ class Predictor:
         # Callers get their own copies: a caller drawing on a mask must not change the cache.
         return [m.copy() for m in results]  # type: ignore[union-attr]
 
+    def remember(self, image: ImageInput, mask: Image.Image) -> None:
+        """Use `mask` for `image` from now on (a corrected mask: painted strokes, chosen
+        objects): later `predict` calls for the same pixels return it without the network.
+        Without a cache (cache_size 0) it is not kept.
+
+        Raises:
+            ValueError when the mask is not the image's size.
+        """
+        rgb = load_image(image, max_pixels=self.max_pixels)
+        if mask.size != rgb.size:
+            raise ValueError(f"the mask is {mask.size[0]}×{mask.size[1]}, the image "
+                             f"{rgb.width}×{rgb.height}")
+        if not self.cache_size:
+            return
+        key = _image_key(rgb)
+        with self._cache_lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cache_bytes -= old.width * old.height
+        self._cache_put(key, mask.convert("L").copy())
+
+    def forget(self, image: ImageInput) -> None:
+        """Drop the cached (or remembered) mask of `image`: the next `predict` runs the network."""
+        key = _image_key(load_image(image, max_pixels=self.max_pixels))
+        with self._cache_lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cache_bytes -= old.width * old.height
+
     def clear_cache(self) -> None:
         """Forget every cached mask."""
         with self._cache_lock:
