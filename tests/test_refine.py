@@ -4,6 +4,8 @@ test images, and choosing objects. Pictures go to artifacts/refine/ for a person
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -14,6 +16,8 @@ from u2net.effects import OptionError, bounding_boxes
 from u2net.evaluate import matting_metrics
 from u2net.predictor import Predictor
 from u2net.refine import apply_strokes, improve_mask, refine_edges, select_objects, stroke_masks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +262,40 @@ def test_improve_mask_runs_each_step_in_order(reference_dir, predictor):
     assert np.array_equal(np.asarray(at_once), np.asarray(step_by_step))
     with pytest.raises(OptionError, match="whole numbers"):
         improve_mask(photo, mask, edges="guided", objects="first")
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the options layer and the command line
+
+
+def test_corrections_through_render_and_the_cli(tmp_path, weights_dir):
+    """--refine, --objects and --strokes reach every output through RenderOptions / render: the
+    CLI's mask equals improve_mask on the network's mask, and the cut-out's alpha is that mask."""
+    from u2net.cli import main
+    from u2net.outputs import RenderOptions, render
+    from u2net.predictor import Predictor
+    from u2net.refine import improve_mask
+
+    photo = tmp_path / "cat.png"
+    Image.open(ROOT / "examples" / "cat.jpg").convert("RGB").resize((180, 120)).save(photo)
+    image = Image.open(photo).convert("RGB")
+    mask = Predictor("u2netp", weights=weights_dir / "u2netp.onnx").predict(image)
+    strokes = Image.new("L", image.size, 128)
+    strokes.paste(0, (0, 0, 40, 40))  # "remove" in the top-left corner
+    strokes.save(tmp_path / "strokes.png")
+    want = np.asarray(improve_mask(image, mask, edges="guided", strokes=strokes, objects="1"))
+    got = render(image, mask, ["mask", "cutout"],
+                 RenderOptions(edges="guided", strokes=strokes, objects="1"))
+    assert np.array_equal(np.asarray(got.images["mask"]), want)
+    assert np.array_equal(np.asarray(got.images["cutout"])[..., 3], want)
+    assert (want[:40, :40] == 0).all()
+
+    out = tmp_path / "out"
+    assert main(["batch", str(photo), "-o", str(out), "--outputs", "mask", "--refine", "guided",
+                 "--objects", "1", "--strokes", str(tmp_path / "strokes.png"), "-q"]) == 0
+    assert np.array_equal(np.asarray(Image.open(out / "cat_mask.png")), want)
+    # Bad words are refused before anything runs; strokes belong to one photo.
+    assert main(["mask", str(photo), "-o", str(tmp_path / "x.png"), "--objects", "first"]) == 2
+    assert main(["batch", str(photo), str(photo), "-o", str(tmp_path / "y"), "--strokes",
+                 str(tmp_path / "strokes.png")]) == 2
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y").exists()

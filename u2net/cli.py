@@ -33,6 +33,7 @@ from .vocabulary import (
     OUTPUT_KINDS,
     PORTRAIT_MODEL,
     PRECISIONS,
+    REFINE_METHODS,
     VIDEO_BACKGROUND_KEYWORDS,
 )
 
@@ -77,6 +78,16 @@ def _common(parser: argparse.ArgumentParser, batch: bool) -> None:
                           "1: in this process)")
     run.add_argument("--batch-size", type=int, default=1, help="images per network call per worker")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    correct = parser.add_argument_group("mask corrections (used by every output)")
+    correct.add_argument("--refine", dest="edges", choices=REFINE_METHODS, default="none",
+                         help="bring the mask's edge to the photo's resolution: guided (fast) or "
+                              "matting (finer, slower); default none")
+    correct.add_argument("--strokes", metavar="FILE",
+                         help="a picture of 'keep' (green, or white in a grey image) and 'remove' "
+                              "(red, or black) paint over the photo; one input image only")
+    correct.add_argument("--objects", metavar="RANKS",
+                         help="keep only these objects, by rank as the boxes number them (1 = the "
+                              "largest), e.g. 1 or 1,2")
     refine = parser.add_argument_group("mask refinement (used by every output)")
     refine.add_argument("--threshold", type=_unit, help="hard edge at this level (0..1); default soft")
     refine.add_argument("--min-island", type=_nonneg, default=0,
@@ -254,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds = [k.strip() for k in args.outputs.split(",") if k.strip()]
     else:
         kinds = [args.command]
+    if args.strokes and (len(args.inputs) != 1 or not Path(args.inputs[0]).is_file()
+                         or Path(args.inputs[0]).suffix.lower() == ".zip"):
+        print(f"u2net {args.command}: --strokes paints over one photo: give exactly one image file",
+              file=sys.stderr)
+        return 2
     output = args.output
     if output is None:
         single = Path(args.inputs[0])

@@ -34,6 +34,7 @@ from .vocabulary import (
     HIGHLIGHT_MODES,
     IMAGE_FORMATS,
     OUTPUT_KINDS,
+    REFINE_METHODS,
     Background,
     OptionError,
     _shown,
@@ -85,6 +86,10 @@ class RenderOptions:
     """Every setting of every output, checked when the object is made (OptionError names
     what is allowed). Defaults are the app's and the CLI's.
 
+    Mask corrections (before every output; see u2net.refine): edges ("none", "guided" or
+    "matting": the edge at the photo's resolution), strokes (a picture of "keep" / "remove"
+    paint: an image, or a file path from the local CLI / library), objects (ranks to keep,
+    "1,2"), object_point ((x, y): keep the object there).
     Mask refinement (used by every output): threshold (None keeps the soft mask),
     min_island, fill_holes, feather. Cut-out: decontaminate. Background: background (a
     colour or keyword, see `vocabulary.parse_background`), background_image (a picture: a
@@ -95,6 +100,10 @@ class RenderOptions:
     portrait_alpha.
     """
 
+    edges: str = "none"
+    strokes: str | os.PathLike | Image.Image | None = None
+    objects: str | None = None
+    object_point: tuple[float, float] | None = None
     threshold: float | None = None
     min_island: float = 0
     fill_holes: bool = False
@@ -123,6 +132,16 @@ class RenderOptions:
     parsed_background: Background = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        from .refine import parse_ranks
+
+        check_choice("edges", self.edges, REFINE_METHODS)
+        parse_ranks(self.objects)
+        if self.object_point is not None:
+            point = self.object_point
+            if not isinstance(point, (tuple, list)) or len(point) != 2:
+                raise OptionError(f"object_point must be (x, y) in pixels, got {_shown(point)}")
+            for value in point:
+                _number("object_point", value, 0, 1e6)
         if self.threshold is not None:
             _number("threshold", self.threshold, 0, 1)
         _number("min_island", self.min_island, 0, 1e12)
@@ -161,6 +180,11 @@ class RenderOptions:
             raise OptionError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         return cls(**options)
 
+    def corrects(self) -> bool:
+        """Whether a mask correction (edges, strokes, chosen objects) is asked for."""
+        return bool(self.edges != "none" or self.strokes is not None or self.objects
+                    or self.object_point is not None)
+
     def refines(self) -> bool:
         """Whether any mask refinement is asked for."""
         return bool(self.threshold is not None or self.min_island or self.fill_holes or self.feather)
@@ -168,11 +192,14 @@ class RenderOptions:
     def key(self) -> dict:
         """The options as plain JSON values (what a batch journal records to spot changes)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        picture = data["background_image"]
-        if picture is not None and not isinstance(picture, (str, os.PathLike)):
-            data["background_image"] = "<picture>"
-        elif picture is not None:
-            data["background_image"] = os.fspath(picture)
+        for name in ("background_image", "strokes"):
+            picture = data[name]
+            if picture is not None and not isinstance(picture, (str, os.PathLike)):
+                data[name] = "<picture>"
+            elif picture is not None:
+                data[name] = os.fspath(picture)
+        if data["object_point"] is not None:
+            data["object_point"] = list(data["object_point"])
         if isinstance(data["background"], Background):
             data["background"] = f"<{data['background'].kind}:{data['background'].label}>"
         elif not isinstance(data["background"], str):
@@ -216,6 +243,15 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
     result = Rendered({})
     refined = mask
     if mask is not None:
+        if options.corrects():
+            from .refine import improve_mask
+
+            strokes = options.strokes
+            if isinstance(strokes, (str, os.PathLike)):
+                strokes = Path(strokes)  # a file given as strokes (the local CLI, a library call)
+            refined = improve_mask(image, refined, edges=options.edges, strokes=strokes,
+                                   objects=options.objects, point=options.object_point,
+                                   threshold=options.box_threshold, min_area=options.min_area)
         if options.refines():
             refined = effects.refine_mask(mask, options.threshold, options.min_island,
                                           options.fill_holes, options.feather)

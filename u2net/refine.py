@@ -26,9 +26,8 @@ from scipy import ndimage
 
 from .effects import _check_nonneg, _check_unit, _pixels
 from .images import ImageInput, load_image, load_mask
-from .vocabulary import OptionError
+from .vocabulary import REFINE_METHODS, OptionError
 
-REFINE_METHODS = ("none", "guided", "matting")
 NETWORK_SIDE = 320  # the network sees 320 × 320: one of its pixels spans long_side / 320 photo pixels
 # Defaults measured on benchmarks/bench_refine.py's set (see README "Quality"): a wide window
 # (6 network pixels) with a small eps, fitted on a ≤384-px copy, gave the lowest SAD and

@@ -63,6 +63,8 @@ OUTPUT_HELP = {
 }
 IMAGE_FORMATS = ("png", "webp")  # lossless formats offered for downloads
 
+# How the mask's edge is brought to the photo's resolution (u2net.refine): off by default.
+REFINE_METHODS = ("none", "guided", "matting")
 HIGHLIGHT_MODES = ("dim", "desaturate", "blur", "tint", "outline", "heatmap")
 ASPECTS = ("free", "1:1", "4:5", "16:9")
 CROP_OUTPUTS = ("image", "cutout", "mask")
