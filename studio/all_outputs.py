@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
 import gradio as gr
 
 from u2net.errors import WeightsError
@@ -22,10 +28,22 @@ from .common import (
     rerender,
     save,
     save_all,
+    upload_key,
 )
 
 KINDS = ("mask", "cutout", "background", "boxes", "highlight", "crop")
 BACKGROUND_CHOICES = ["white", "black", "grey", "#00b140"] + list(BACKGROUND_KEYWORDS)
+
+
+# Outputs already made, so that moving one control re-renders only the output it changes:
+# (the upload, model, mask, kind, the controls that kind reads) -> (file, extra data).
+_made: OrderedDict[tuple, tuple[str, Any]] = OrderedDict()
+_made_lock = threading.Lock()
+MADE_KEPT = 64
+
+
+def _controls(kind: str, background: str, highlight_mode: str, aspect: str) -> tuple:
+    return {"background": (background,), "highlight": (highlight_mode,), "crop": (aspect,)}.get(kind, ())
 
 
 @readable_errors
@@ -36,7 +54,8 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
 
     `background` is a colour or a keyword (never a file). Returns: mask, cut-out, background,
     boxes image, highlight, crop, portrait (or None), (before, after) for the slider, boxes as
-    JSON, notes (Markdown).
+    JSON, notes (Markdown). Outputs whose controls did not change since the last call for
+    this picture are not made again.
     """
     if not image_path:
         return (None,) * 7 + (None, None, "")
@@ -44,18 +63,37 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     image = open_upload(image_path)
     mask = mask_of(image, model, progress)
     progress(0.5, desc="Rendering the outputs…")
-    result = render(image, mask, KINDS, options)
+    mask_digest = hashlib.blake2b(mask.tobytes(), digest_size=16).hexdigest()
+    keys = {kind: (upload_key(image_path), model, mask_digest, kind,
+                   _controls(kind, background, highlight_mode, aspect)) for kind in KINDS + ("before",)}
+    with _made_lock:
+        made = {kind: _made[key] for kind, key in keys.items()
+                if key in _made and Path(_made[key][0]).exists()}
+    todo = [kind for kind in KINDS if kind not in made]
     folder = output_folder()
-    paths = save_all(result.images, folder, image_path)
-    notes = [] if not result.crop.empty else [f"**Crop:** {result.crop.message}"]
+    if todo:
+        result = render(image, mask, todo if "boxes" in todo else todo + ["boxes"], options)
+        images = {kind: result.images[kind] for kind in todo}
+        if "before" not in made:
+            images["before"] = image  # the slider's "before": the upright photo, as a JPEG
+        paths = save_all(images, folder, image_path, formats={"before": "jpg"})
+        extra = {"boxes": result.boxes.to_dict(), "crop": result.crop}
+        with _made_lock:
+            for kind, path in paths.items():
+                _made[keys[kind]] = (path, extra.get(kind))
+            while len(_made) > MADE_KEPT:
+                _made.popitem(last=False)
+            made.update({kind: _made[keys[kind]] for kind in paths})
+    crop = made["crop"][1]
+    notes = [] if not crop.empty else [f"**Crop:** {crop.message}"]
     try:
         drawing = render(image, None, ["portrait"], options, portrait_predictor(progress))
         portrait_path = save(drawing.images["portrait"], folder, image_path, "portrait")
     except WeightsError:
         portrait_path = None
         notes.append(f"**Portrait:** {PORTRAIT_MISSING} (The Portrait tab shows where it looked.)")
-    outputs = [paths[kind] for kind in KINDS] + [portrait_path]
-    return (*outputs, (image, paths["cutout"]), result.boxes.to_dict(), "\n\n".join(notes))
+    outputs = [made[kind][0] for kind in KINDS] + [portrait_path]
+    return (*outputs, (made["before"][0], made["cutout"][0]), made["boxes"][1], "\n\n".join(notes))
 
 
 def build(model: gr.Radio) -> None:
