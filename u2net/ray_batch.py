@@ -475,6 +475,8 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own bar counts images, not blocks
         ctx.print_on_execution_start = False
+        with contextlib.suppress(AttributeError):  # its advice (a memory= request) is printed
+            ctx.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = -1
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
         resources = ray.cluster_resources()
@@ -503,6 +505,9 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
             items.append({"source": source, "rel": t.rel, "stem": t.stem, "fingerprint": t.fingerprint,
                           "data": Path(source).read_bytes() if inside else b""})
         blocks = max(1, math.ceil(len(items) / step))
+        # Start every actor at once when there is work for them all; a small batch starts
+        # one (each actor costs a process and a model load) and grows the pool if it lags.
+        initial = max(1, min(most, blocks // 2))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
         # Ray Data's defaults retry what a dead worker or node lost: tasks without limit
         # (max_retries=-1), actors restarted and their calls retried (max_restarts=-1,
@@ -513,7 +518,7 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
         if needs_mask:
             ds = ds.map_batches(
                 NetworkStage, batch_size=step, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most, initial_size=1),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most, initial_size=initial),
                 fn_constructor_kwargs={"model": job.model, "weights": job.weights, "device": device,
                                        "precision": job.precision,
                                        "threads": max(1, round(actor_args["num_cpus"]))}, **actor_args)
