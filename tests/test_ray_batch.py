@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -167,3 +169,12 @@ def test_a_worker_node_removed_part_way_loses_nothing(cluster, tmp_path):
         for name, size in row["files"].items():
             assert (tmp_path / "out" / name).stat().st_size == size
     assert not [p for p in (tmp_path / "out").rglob(f"*{TMP_MARK}*")]
+
+
+def test_the_local_engine_and_the_cli_never_import_ray():
+    code = ("import sys, u2net.batch, u2net.cli; u2net.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert run.stdout.strip() == "[]", run.stderr
+    assert "ray_batch" not in (ROOT / "app.py").read_text()

@@ -14,8 +14,9 @@ manifest.csv and the report. Only the driver writes the journal, one line per im
 first time a row for it arrives: a task Ray retries after a worker or node died rewrites the
 same bytes atomically, and the image is still recorded once.
 
-The exact network is deterministic across batch sizes and thread counts on the CPU (checked
-by tests/test_ray_batch.py against the local engine), so outputs are byte-identical.
+CPU actors run the network one image per call with one thread, as the local engine's workers
+do, so outputs are byte-identical to the local engine's (exact precision; checked by
+tests/test_ray_batch.py). GPU actors batch (`batch_size` images per call).
 
 Ray is imported only here, and only when `run_batch_ray` runs: the app and the local engine
 never import it.
@@ -45,6 +46,9 @@ from .batch import BatchError, BatchOptions, BatchReport, Job, Task
 # Environment variables the workers need to find the same weights as the driver.
 _FORWARDED_ENV = ("U2NET_HOME", "U2NET_WEIGHTS", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT")
 
+# On CPU actors the network runs one image per call, as the local engine does: batching gains
+# nothing there and oneDNN may pick other kernels for other batch sizes, which could move a
+# mask by a grey level; one image per call keeps the bytes identical on every CPU.
 CPU_ACTOR_CPUS = 0.75  # a CPU actor: one torch thread; the rest of its core runs CPU tasks
 CPU_TASK_CPUS = 0.25
 GPU_ACTOR_CPUS = 1.0
@@ -187,13 +191,14 @@ class NetworkStage:
     """
 
     def __init__(self, model: str, weights: str | None, device: str | None, precision: str,
-                 threads: int) -> None:
+                 threads: int, per_call: int) -> None:
         import torch
 
         from .predictor import Predictor
 
         torch.set_num_threads(max(1, threads))
         self.predictor = Predictor(model, weights, device, precision, cache_size=0).load()
+        self.per_call = max(1, per_call)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -210,8 +215,10 @@ class NetworkStage:
             try:
                 # Predictor's own forward (the one `predict` uses); decoding and mask
                 # upsampling run in the CPU stages around this actor.
-                result = self.predictor._forward(torch.from_numpy(np.array(x[ok], dtype=np.float32)))
-                sal[ok] = result.numpy().reshape(len(ok), size, size)
+                for start in range(0, len(ok), self.per_call):
+                    rows = ok[start:start + self.per_call]
+                    result = self.predictor._forward(torch.from_numpy(np.array(x[rows], dtype=np.float32)))
+                    sal[rows] = result.numpy().reshape(len(rows), size, size)
                 self.predictor.inference_count += len(ok)
             except WeightsError:
                 raise
@@ -299,7 +306,8 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         ray_address: a running cluster ("ray://host:10001", "host:6379", "auto"); None reads
             RAY_ADDRESS, and without it starts a local Ray on this machine (127.0.0.1 only).
         progress: True for a bar on stderr, False for none, or callback(done, total, input).
-        batch_size: images per network call (default 4 on CPU actors, 32 on GPU actors).
+        batch_size: images per Ray Data batch (default 4 on CPUs, 32 on GPUs); on GPU actors
+            also the images per network call (CPU actors run one image per call).
         actors: most network actors (default: one per CPU, or 1 / gpu_fraction per GPU).
         gpu_fraction: the share of one GPU each GPU actor asks for.
         num_cpus: CPUs of a local Ray started here (default: all).
@@ -521,7 +529,8 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most, initial_size=initial),
                 fn_constructor_kwargs={"model": job.model, "weights": job.weights, "device": device,
                                        "precision": job.precision,
-                                       "threads": max(1, round(actor_args["num_cpus"]))}, **actor_args)
+                                       "threads": max(1, round(actor_args["num_cpus"])),
+                                       "per_call": step if on_gpu else 1}, **actor_args)
         ds = ds.map_batches(render_stage, batch_size=step, batch_format="numpy", num_cpus=task_cpus,
                             fn_kwargs={"job": job, "needs_mask": needs_mask})
         for row in ds.iter_rows():
