@@ -48,6 +48,41 @@ def make_folder(dest: Path, copies: int) -> int:
     return len(images) * copies
 
 
+def network_alone(src: Path, args: argparse.Namespace) -> tuple[float, str]:
+    """Images/s of the network by itself in this process (inputs preprocessed beforehand),
+    as the Ray engine's actors call it: on the CPU one image per call on one thread, times
+    the cores; on a GPU `--batch-size` (default 32) images per call."""
+    import numpy as np
+    import torch
+
+    from u2net.images import load_image
+    from u2net.predictor import Predictor, preprocess
+
+    predictor = Predictor(args.model, None, args.device, args.precision, cache_size=0).load()
+    size = predictor.input_size
+    images = sorted(src.iterdir())[:18]
+    x = np.stack([preprocess(load_image(p), size) for p in images])
+    on_gpu = args.device.startswith("cuda")
+    per_call = (args.batch_size or 32) if on_gpu else 1
+    cores = 1 if on_gpu else os.cpu_count() or 1
+    if not on_gpu:  # one thread, as each CPU actor runs, times the cores: the CPU's ceiling
+        torch.set_num_threads(1)
+    if per_call > len(x):
+        x = np.concatenate([x] * -(-per_call // len(x)))[:per_call]
+    calls = [torch.from_numpy(x[i:i + per_call]) for i in range(0, len(x), per_call)]
+    predictor._forward(calls[0])  # warm-up
+    started = time.perf_counter()
+    done = 0
+    for _ in range(2):
+        for batch in calls:
+            predictor._forward(batch)
+            done += len(batch)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    rate = done / (time.perf_counter() - started) * cores
+    return rate, f"{per_call} per call" + ("" if on_gpu else f", 1 thread × {cores} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=2, help="copies of the 18 images (default 2)")
@@ -90,6 +125,10 @@ def main() -> None:
             print(f"outputs byte-identical: {same}")
         ratio = local.seconds / remote.seconds
         print(f"ray / local throughput: {ratio:.2f}  (Ray's overhead {100 * (1 - ratio):.0f} %, goal ≤ 20 %)")
+
+        alone = network_alone(src, args)
+        print(f"network alone ({alone[1]}): {alone[0]:6.2f} img/s; ray engine end to end / network "
+              f"alone: {n / remote.seconds / alone[0]:.2f}  (goal on a GPU ≥ 0.50)")
 
         rows = [json.loads(line) for line in (Path(tmp) / "ray" / JOURNAL).read_text().splitlines()]
         stages = [r["stages"] for r in rows if r.get("event") == "image" and "stages" in r]

@@ -340,6 +340,9 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
                          "path (a shared or mounted file system); object storage outputs are "
                          "not supported (resume checks each output's size on disk)")
 
+    if output.suffix and output.suffix.lower() != ".zip" and not output.is_dir():
+        raise BatchError(f"output {output}: the Ray engine writes a folder or a .zip; for one "
+                         "image file use the local engine")
     with tempfile.TemporaryDirectory(prefix="u2net-inputs-") as extract_dir:
         plan = (_plan_uris(uris, recursive) if uris else
                 local.plan_inputs(inputs, recursive=recursive, extract_dir=Path(extract_dir),
