@@ -24,7 +24,7 @@ from u2net.cli import main
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402 - after the variables above (requirements-test.txt pins it)
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from u2net.ray_batch import run_batch_ray, worker_runtime_env  # noqa: E402

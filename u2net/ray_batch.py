@@ -6,10 +6,11 @@ A Ray Data pipeline in three stages, so each resource does its own part:
     loaded once per actor; CPU actors, or GPU actors sharing a GPU through fractional num_gpus)
     -> mask upsampling, rendering, encoding, atomic writes (CPU tasks) -> journal (driver)
 
-Everything around the pipeline is the local engine's own code (u2net.batch): the planning of
-inputs (files, folders with -r, globs, zips with the same archive rules), output names, the
-rendering and atomic writing of one image (`_finish`), the journal and its resume rules
-(`_is_finished`, the same settings hash, so a run started by one engine resumes on the other),
+Everything around the pipeline is the local engine's own code: the planning of inputs
+(u2net.planning: files, folders with -r, globs, zips with the same archive rules), output
+names (u2net.outputs), the rendering and atomic writing of one image
+(u2net.batch.render_and_write), the journal and its resume rules (u2net.journal.is_finished,
+with the same Job.settings_hash, so a run started by one engine resumes on the other),
 manifest.csv and the report. Only the driver writes the journal, one line per image, the
 first time a row for it arrives: a task Ray retries after a worker or node died rewrites the
 same bytes atomically, and the image is still recorded once.
@@ -40,8 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from . import batch as local
+from . import journal, planning
 from .archives import DEFAULT_LIMITS, ArchiveLimits, write_zip
-from .batch import BatchError, BatchOptions, BatchReport, Job, Task
+from .batch import Job
+from .errors import BatchError
+from .journal import BatchReport
+from .outputs import RenderOptions, check_kinds, output_names
+from .planning import Plan, Task
 
 # Environment variables the workers need to find the same weights as the driver.
 _FORWARDED_ENV = ("U2NET_HOME", "U2NET_WEIGHTS", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT")
@@ -66,13 +72,13 @@ def is_uri(text: str) -> bool:
 # ------------------------------------------------------------------------------ planning
 
 
-def _plan_uris(uris: Sequence[str], recursive: bool) -> local.Plan:
+def _plan_uris(uris: Sequence[str], recursive: bool) -> Plan:
     """Tasks for object-storage inputs, listed with pyarrow: each URI is a file or a "folder"
     (prefix). Relative paths follow the local rules (prefixed with the folder's name when
     several are given); non-images are listed as ignored."""
     import pyarrow.fs as pafs
 
-    exts = local.image_extensions()
+    exts = planning.image_extensions()
     found: list[tuple[str, str, str, bool]] = []  # (uri, rel, fingerprint, explicit)
     for uri in uris:
         fs, path = pafs.FileSystem.from_uri(uri)
@@ -114,7 +120,7 @@ def _plan_uris(uris: Sequence[str], recursive: bool) -> local.Plan:
         if count[base.casefold()] > 1:
             base = f"{base}_{Path(t.rel).suffix.lstrip('.').lower()}"
         named.append(dataclasses.replace(t, stem=base))
-    return local.Plan(named, sorted(ignored), [], set(), [], rejected)
+    return Plan(named, sorted(ignored), [], set(), [], rejected)
 
 
 # ------------------------------------------------------------------------------ the stages
@@ -235,7 +241,7 @@ class NetworkStage:
 
 def render_stage(batch: dict[str, np.ndarray], job: Job, needs_mask: bool) -> dict[str, np.ndarray]:
     """CPU task: upsample each mask, render and encode every output, write them atomically
-    (the local engine's `_finish`); returns each image's journal row as JSON."""
+    (u2net.batch.render_and_write); returns each image's journal row as JSON."""
     from PIL import Image
 
     from .errors import WeightsError
@@ -254,7 +260,7 @@ def render_stage(batch: dict[str, np.ndarray], job: Job, needs_mask: bool) -> di
                 size = (int(batch["width"][i]), int(batch["height"][i]))
                 image = Image.frombytes("RGB", size, bytes(batch["rgb"][i]))
                 mask = postprocess(batch["sal"][i], size) if needs_mask else None
-                row = local._finish(task, job, image, mask, started)
+                row = local.render_and_write(task, job, image, mask, started)
             except WeightsError:
                 raise  # e.g. the portrait model is missing
             except OSError as exc:
@@ -281,7 +287,7 @@ def _task(batch: dict[str, np.ndarray], i: int) -> Task:
 def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                   outputs: Sequence[str] = ("mask",), model: str = "u2netp", weights: str | None = None,
                   device: str | None = None, precision: str = "exact",
-                  options: dict | BatchOptions | None = None, recursive: bool = False,
+                  options: dict | RenderOptions | None = None, recursive: bool = False,
                   resume: bool = True, ray_address: str | None = None,
                   progress: bool | Callable[[int, int, str], None] = True,
                   batch_size: int | None = None, actors: int | None = None,
@@ -300,7 +306,7 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         outputs: output kinds (u2net.batch.OUTPUT_KINDS), all from one network run per image.
         model, weights, device, precision: the predictor each actor builds (device None: CUDA
             when the cluster has GPUs, else the CPU).
-        options: effect settings (BatchOptions or a dict of its fields).
+        options: RenderOptions (or a dict of its fields).
         recursive: look into sub-folders of folder inputs.
         resume: skip images finished by an earlier run (of either engine).
         ray_address: a running cluster ("ray://host:10001", "host:6379", "auto"); None reads
@@ -326,8 +332,8 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         import ray.data  # noqa: F401 - a missing Ray fails here, before any work
     except ImportError as exc:
         raise BatchError(f"the Ray engine needs Ray: pip install 'ray[data]' ({exc})") from None
-    kinds = local._check_kinds(outputs)
-    opts = options if isinstance(options, BatchOptions) else BatchOptions.from_dict(options)
+    kinds = check_kinds(outputs)
+    opts = options if isinstance(options, RenderOptions) else RenderOptions.from_dict(options)
     output = Path(output)
     if batch_size is not None and batch_size < 1:
         raise BatchError("batch size must be at least 1")
@@ -345,51 +351,51 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
                          "image file use the local engine")
     with tempfile.TemporaryDirectory(prefix="u2net-inputs-") as extract_dir:
         plan = (_plan_uris(uris, recursive) if uris else
-                local.plan_inputs(inputs, recursive=recursive, extract_dir=Path(extract_dir),
+                planning.plan_inputs(inputs, recursive=recursive, extract_dir=Path(extract_dir),
                                   archive_limits=archive_limits))
         if max_images is not None and len(plan.tasks) > max_images:
             raise BatchError(f"{len(plan.tasks):,} images, over the limit of {max_images:,} per batch")
         to_zip = output.suffix.lower() == ".zip"
-        local.check_output_path(output, plan)
+        planning.check_output_path(output, plan)
         out_root = output.with_name(output.name + local.WORK_SUFFIX) if to_zip else output
         if out_root.exists() and not out_root.is_dir():
             raise BatchError(f"output {output} is a file; give a folder or a .zip")
-        names = [out_root / n for t in plan.tasks for n in local.output_names(t.stem, kinds)]
-        local.check_output_path(out_root, plan, names)
+        names = [out_root / n for t in plan.tasks for n in output_names(t.stem, kinds)]
+        planning.check_output_path(out_root, plan, names)
         out_root.mkdir(parents=True, exist_ok=True)
 
         # Workers may run elsewhere or in another folder: every path they see is absolute.
         job = Job(tuple(kinds), opts, str(out_root.resolve()), model, weights, device, precision)
-        job = dataclasses.replace(job, settings=local._settings(job))
-        with local._Lock(out_root):
-            local.remove_stray_temp_files(out_root)
+        with journal.OutputLock(out_root):
+            journal.remove_stray_temp_files(out_root)
             report = _run(plan, job, out_root, resume, progress, ray_address, batch_size,
                           actors, gpu_fraction, num_cpus, Path(extract_dir))
         report.seconds = time.perf_counter() - started
         if to_zip:
             done = [n for r in report.rows for n in (r["outputs"].split(";") if r["outputs"] else [])]
-            write_zip(output, out_root, done + [local.MANIFEST])
+            write_zip(output, out_root, done + [journal.MANIFEST])
             shutil.rmtree(out_root, ignore_errors=True)
             report.manifest = None
         report.output = output
         return report
 
 
-def _run(plan: local.Plan, job: Job, out_root: Path, resume: bool,
+def _run(plan: Plan, job: Job, out_root: Path, resume: bool,
          progress: bool | Callable[[int, int, str], None], ray_address: str | None,
          batch_size: int | None, actors: int | None, gpu_fraction: float, num_cpus: int | None,
          extract_dir: Path) -> BatchReport:
     """The local engine's `_run` with the Ray pipeline in place of its worker processes."""
-    journal_path = out_root / local.JOURNAL
-    previous, runs = local.read_journal(journal_path)
-    done = {t.rel for t in plan.tasks if resume and local._is_finished(previous.get(t.rel), t, job, out_root)}
+    journal_path = out_root / journal.JOURNAL
+    settings = job.settings_hash
+    previous, runs = journal.read_journal(journal_path)
+    done = {t.rel for t in plan.tasks if resume and journal.is_finished(previous.get(t.rel), t, job.kinds, settings, out_root)}
     todo = [t for t in plan.tasks if t.rel not in done]
     report = BatchReport(resumed=len(done), ignored=len(plan.ignored))
     results: dict[str, dict] = {}
     run_no = runs + 1
-    journal = local.Journal(journal_path)
-    journal.append({"event": "run", "run": run_no, "pid": os.getpid(), "total": len(plan.tasks),
-                    "todo": len(todo), "settings": job.settings, "engine": "ray",
+    log = journal.Journal(journal_path)
+    log.append({"event": "run", "run": run_no, "pid": os.getpid(), "total": len(plan.tasks),
+                    "todo": len(todo), "settings": settings, "engine": "ray",
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     bar = None
     if progress is True and todo:
@@ -404,8 +410,8 @@ def _run(plan: local.Plan, job: Job, out_root: Path, resume: bool,
                                  gpu_fraction, num_cpus):
                 if row["input"] in results:
                     continue  # a retried block delivered again: recorded once
-                row.update(event="image", run=run_no, settings=job.settings)
-                journal.append(row)
+                row.update(event="image", run=run_no, settings=settings)
+                log.append(row)
                 results[row["input"]] = row
                 report.processed += 1
                 if bar:
@@ -415,17 +421,17 @@ def _run(plan: local.Plan, job: Job, out_root: Path, resume: bool,
     finally:
         if bar:
             bar.close()
-        journal.close()
+        log.close()
 
-    rows = [local._manifest_row(t.rel, results.get(t.rel) or previous.get(t.rel)) for t in plan.tasks]
-    rows += [local._manifest_row(rel, None, "ignored", why) for rel, why in plan.ignored]
-    rows += [local._manifest_row(name, None, "error", why) for name, why in plan.rejected]
+    rows = [journal.manifest_row(t.rel, results.get(t.rel) or previous.get(t.rel)) for t in plan.tasks]
+    rows += [journal.manifest_row(rel, None, "ignored", why) for rel, why in plan.ignored]
+    rows += [journal.manifest_row(name, None, "error", why) for name, why in plan.rejected]
     rows.sort(key=lambda r: r["input"])
     report.rows = rows
     report.succeeded = sum(r["status"] == "ok" for r in rows)
     report.failed = sum(r["status"] == "error" for r in rows)
-    local.write_manifest(out_root / local.MANIFEST, rows)
-    report.manifest = out_root / local.MANIFEST
+    journal.write_manifest(out_root / journal.MANIFEST, rows)
+    report.manifest = out_root / journal.MANIFEST
     return report
 
 
