@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--ray-address",
                          help="the Ray cluster to join (default: RAY_ADDRESS; without it a local "
                               "Ray on 127.0.0.1)")
+    cluster.add_argument("--actors", type=int, default=None,
+                         help="most network actors (default: one per CPU, or per GPU share)")
+    cluster.add_argument("--gpu-fraction", type=float, default=0.25,
+                         help="the share of a GPU each GPU actor takes (default 0.25: four per GPU)")
     for add in (_cutout_opts, _background_opts, _boxes_opts, _highlight_opts,
                 lambda p: _crop_opts(p, False), _portrait_opts):
         add(batch)
@@ -270,7 +274,8 @@ def _engine(args: argparse.Namespace):
         # Worker processes are Ray's to place; the manifest is always kept. --batch-size left
         # at the local default (1) lets the Ray engine pick its own (4 on CPUs, 32 on GPUs).
         return run_batch_ray(inputs, output, kinds, ray_address=args.ray_address,
-                             batch_size=None if batch_size == 1 else batch_size, **kwargs)
+                             batch_size=None if batch_size == 1 else batch_size,
+                             actors=args.actors, gpu_fraction=args.gpu_fraction, **kwargs)
 
     return run
 

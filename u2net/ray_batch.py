@@ -222,9 +222,9 @@ class NetworkStage:
                 # Predictor's own forward (the one `predict` uses); decoding and mask
                 # upsampling run in the CPU stages around this actor.
                 for start in range(0, len(ok), self.per_call):
-                    rows = ok[start:start + self.per_call]
-                    result = self.predictor._forward(torch.from_numpy(np.array(x[rows], dtype=np.float32)))
-                    sal[rows] = result.numpy().reshape(len(rows), size, size)
+                    chunk = ok[start:start + self.per_call]
+                    result = self.predictor._forward(torch.from_numpy(np.array(x[chunk], dtype=np.float32)))
+                    sal[chunk] = result.numpy().reshape(len(chunk), size, size)
                 self.predictor.inference_count += len(ok)
             except WeightsError:
                 raise
@@ -337,6 +337,8 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
     output = Path(output)
     if batch_size is not None and batch_size < 1:
         raise BatchError("batch size must be at least 1")
+    if not 0 < gpu_fraction <= 1 or (actors is not None and actors < 1):
+        raise BatchError("the GPU fraction must be in (0, 1] and actors at least 1")
     texts = [str(a) for a in inputs]
     uris = [t for t in texts if is_uri(t)]
     if uris and len(uris) != len(texts):
