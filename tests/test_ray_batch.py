@@ -18,6 +18,7 @@ from PIL import Image
 
 from u2net.batch import JOURNAL, MANIFEST, TMP_MARK, run_batch
 from u2net.cli import main
+from u2net.errors import WeightsError
 
 # Every node, the control store and the object store on 127.0.0.1 (Ray 2.60 otherwise binds
 # the machine's network address); no usage statistics sent anywhere.
@@ -76,7 +77,9 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 def cluster():
     """A head (no CPUs: it only schedules) and two worker nodes with one CPU each, shared by
     the tests of this module (one Ray start); the last test removes a worker node."""
+    # Workers never reach the Hub (the Ray engine also forwards these at each run).
     os.environ.setdefault("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [nodes.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=nodes.address, runtime_env=worker_runtime_env(), log_to_driver=False,
@@ -169,6 +172,15 @@ def test_a_worker_node_removed_part_way_loses_nothing(cluster, tmp_path):
         for name, size in row["files"].items():
             assert (tmp_path / "out" / name).stat().st_size == size
     assert not [p for p in (tmp_path / "out").rglob(f"*{TMP_MARK}*")]
+
+
+def test_missing_weights_stop_the_run_with_the_local_engines_error(inputs, cluster, tmp_path):
+    photos, _ = inputs  # the portrait model is not in ../shared/weights and the Hub is offline
+    with pytest.raises(WeightsError) as local_error:
+        run_batch([photos], tmp_path / "local", ["portrait"], progress=False)
+    with pytest.raises(WeightsError) as ray_error:
+        run_batch_ray([photos], tmp_path / "ray", ["portrait"], progress=False)
+    assert str(ray_error.value) == str(local_error.value)
 
 
 def test_the_local_engine_and_the_cli_never_import_ray():

@@ -261,12 +261,14 @@ def render_stage(batch: dict[str, np.ndarray], job: Job, needs_mask: bool) -> di
                 image = Image.frombytes("RGB", size, bytes(batch["rgb"][i]))
                 mask = postprocess(batch["sal"][i], size) if needs_mask else None
                 row = local.render_and_write(task, job, image, mask, started)
-            except WeightsError:
-                raise  # e.g. the portrait model is missing
+            except WeightsError as exc:  # e.g. the portrait model is missing: stop the run
+                row = {"input": task.rel, "stop": "weights", "error": str(exc)}
             except OSError as exc:
-                if exc.errno in local._DISK_ERRNOS:
-                    raise  # the output disk, not this image
-                row = local._error_row(task, exc, started)
+                if exc.errno in local._DISK_ERRNOS:  # the output disk, not this image: stop
+                    row = {"input": task.rel, "stop": "disk", "errno": exc.errno,
+                           "strerror": exc.strerror, "filename": exc.filename}
+                else:
+                    row = local._error_row(task, exc, started)
             except Exception as exc:  # noqa: BLE001
                 row = local._error_row(task, exc, started)
         stages["render"] = time.perf_counter() - started
@@ -410,6 +412,7 @@ def _run(plan: Plan, job: Job, out_root: Path, resume: bool,
         if todo:
             for row in _pipeline(todo, job, extract_dir, ray_address, batch_size, actors,
                                  gpu_fraction, num_cpus):
+                _stop_if_asked(row)
                 if row["input"] in results:
                     continue  # a retried block delivered again: recorded once
                 row.update(event="image", run=run_no, settings=settings)
@@ -435,6 +438,18 @@ def _run(plan: Plan, job: Job, out_root: Path, resume: bool,
     journal.write_manifest(out_root / journal.MANIFEST, rows)
     report.manifest = out_root / journal.MANIFEST
     return report
+
+
+def _stop_if_asked(row: dict) -> None:
+    """Raise here, in the driver, what a stage met that ends the whole run (missing weights,
+    a full or read-only output disk), with the local engine's exception types: Ray would hand
+    the driver its own wrapper instead, which the CLI could not explain."""
+    from .errors import WeightsError
+
+    if row.get("stop") == "weights":
+        raise WeightsError(row["error"])
+    if row.get("stop") == "disk":
+        raise OSError(row["errno"], row["strerror"], row["filename"])
 
 
 @contextlib.contextmanager
@@ -532,8 +547,12 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
         # (max_retries=-1), actors restarted and their calls retried (max_restarts=-1,
         # max_task_retries=-1). Exceptions of our own code are not retried: each is an
         # image's error row, written by the stage that met it.
+        # The weight locations as the driver sees them now (the job-level ones are those of
+        # ray.init's time), merged by Ray into the job's runtime_env.
+        env = {"env_vars": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}}
         ds = ds.map_batches(decode_stage, batch_size=step, batch_format="numpy", num_cpus=task_cpus,
-                            fn_kwargs={"job": job, "input_size": spec.input_size if needs_mask else 0})
+                            fn_kwargs={"job": job, "input_size": spec.input_size if needs_mask else 0},
+                            runtime_env=env)
         if needs_mask:
             ds = ds.map_batches(
                 NetworkStage, batch_size=step, batch_format="numpy",
@@ -541,8 +560,9 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
                 fn_constructor_kwargs={"model": job.model, "weights": job.weights, "device": device,
                                        "precision": job.precision,
                                        "threads": max(1, round(actor_args["num_cpus"])),
-                                       "per_call": step if on_gpu else 1}, **actor_args)
+                                       "per_call": step if on_gpu else 1},
+                runtime_env=env, **actor_args)
         ds = ds.map_batches(render_stage, batch_size=step, batch_format="numpy", num_cpus=task_cpus,
-                            fn_kwargs={"job": job, "needs_mask": needs_mask})
+                            fn_kwargs={"job": job, "needs_mask": needs_mask}, runtime_env=env)
         for row in ds.iter_rows():
             yield json.loads(row["row"])
