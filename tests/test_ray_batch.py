@@ -78,21 +78,26 @@ def cluster():
     """A head (no CPUs: it only schedules) and two worker nodes with one CPU each, shared by
     the tests of this module (one Ray start); one test removes a worker node, and those after
     it run on the node left."""
-    # Workers never reach the Hub (the Ray engine also forwards these at each run).
-    os.environ.setdefault("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    nodes = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False,
-        # A removed node is declared dead within about 5 s, not the default 15 s (not less:
-        # a busy node must not be taken for a dead one).
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}})
-    workers = [nodes.add_node(num_cpus=1) for _ in range(2)]
-    ray.init(address=nodes.address, runtime_env=worker_runtime_env(), log_to_driver=False,
-             logging_level="WARNING")
-    nodes.wait_for_nodes()
-    yield nodes, workers
-    ray.shutdown()
-    nodes.shutdown()
+    # Workers never reach the Hub (the Ray engine also forwards these at each run); the
+    # variables are restored after the module.
+    with pytest.MonkeyPatch.context() as env:
+        if "U2NET_HOME" not in os.environ:
+            env.setenv("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
+        env.setenv("HF_HUB_OFFLINE", "1")
+        nodes = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "include_dashboard": False,
+            # A removed node is declared dead within about 5 s, not the default 15 s (not
+            # less: a busy node must not be taken for a dead one).
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}})
+        workers = [nodes.add_node(num_cpus=1) for _ in range(2)]
+        ray.init(address=nodes.address, runtime_env=worker_runtime_env(), log_to_driver=False,
+                 logging_level="WARNING")
+        nodes.wait_for_nodes()
+        try:
+            yield nodes, workers
+        finally:
+            ray.shutdown()
+            nodes.shutdown()
 
 
 @pytest.fixture(scope="module")
