@@ -9,7 +9,8 @@ Both engines run in this process on the same folder, with the same outputs and t
 model: the local engine with its default worker processes (one per core), the Ray engine on a
 local Ray started here (127.0.0.1 only; its start-up is printed apart, as a cluster is
 started once for many batches). Each run is timed end to end as `run_batch` / `run_batch_ray`
-run it: worker start-up, model loads, decoding, network, rendering, writing. The Ray engine's
+run it (worker start-up, model loads, decoding, network, rendering, writing) and steady
+(images/s from the first quarter of the images done to the last, start-up left out). The Ray engine's
 per-stage seconds come from its journal (every image row records decode, network, render).
 The images are copied into a temporary folder at run time (never into the repository).
 """
@@ -46,6 +47,13 @@ def make_folder(dest: Path, copies: int) -> int:
         for img in images:
             shutil.copyfile(img, dest / f"{k:02d}_{img.name}")
     return len(images) * copies
+
+
+def steady(done: list[float]) -> float:
+    """Images/s once running: from the first quarter of the images done to the last, so
+    neither engine's start-up (processes, model loads) counts."""
+    k = len(done) // 4
+    return (len(done) - 1 - k) / (done[-1] - done[k]) if len(done) > 4 and done[-1] > done[k] else float("nan")
 
 
 def network_alone(src: Path, args: argparse.Namespace) -> tuple[float, str]:
@@ -100,31 +108,38 @@ def main() -> None:
     from u2net.ray_batch import run_batch_ray, worker_runtime_env
 
     kinds = args.outputs.split(",")
-    common = dict(model=args.model, device=args.device, precision=args.precision, progress=False)
+    common = dict(model=args.model, device=args.device, precision=args.precision)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         src = Path(tmp) / "images"
         n = make_folder(src, args.copies)
         print(f"{n} images ({args.copies} × the 18 reference images), outputs {args.outputs}, "
               f"{args.model} {args.precision} on {args.device}, {os.cpu_count()} CPU cores")
 
-        local = run_batch([src], Path(tmp) / "local", kinds, **common)
-        print(f"local engine: {local.seconds:6.1f} s  {n / local.seconds:6.2f} img/s")
+        local_done: list[float] = []
+        local = run_batch([src], Path(tmp) / "local", kinds, **common,
+                          progress=lambda *_: local_done.append(time.perf_counter()))
+        print(f"local engine: {local.seconds:6.1f} s  {n / local.seconds:6.2f} img/s end to end, "
+              f"{steady(local_done):6.2f} img/s steady")
 
         started = time.perf_counter()
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING", runtime_env=worker_runtime_env())
         print(f"ray.init (once per cluster, not counted below): {time.perf_counter() - started:.1f} s")
         try:
-            remote = run_batch_ray([src], Path(tmp) / "ray", kinds, batch_size=args.batch_size, **common)
+            ray_done: list[float] = []
+            remote = run_batch_ray([src], Path(tmp) / "ray", kinds, batch_size=args.batch_size,
+                                   **common, progress=lambda *_: ray_done.append(time.perf_counter()))
         finally:
             ray.shutdown()
-        print(f"ray engine:   {remote.seconds:6.1f} s  {n / remote.seconds:6.2f} img/s")
+        print(f"ray engine:   {remote.seconds:6.1f} s  {n / remote.seconds:6.2f} img/s end to end, "
+              f"{steady(ray_done):6.2f} img/s steady")
         if local.ok and remote.ok:
             same = all((Path(tmp) / "local" / name).read_bytes() == (Path(tmp) / "ray" / name).read_bytes()
                        for row in local.rows for name in row["outputs"].split(";"))
             print(f"outputs byte-identical: {same}")
         ratio = local.seconds / remote.seconds
-        print(f"ray / local throughput: {ratio:.2f}  (Ray's overhead {100 * (1 - ratio):.0f} %, goal ≤ 20 %)")
+        print(f"ray / local throughput: {ratio:.2f} end to end (Ray's overhead {100 * (1 - ratio):.0f} %, "
+              f"goal ≤ 20 %), {steady(ray_done) / steady(local_done):.2f} steady")
 
         alone = network_alone(src, args)
         print(f"network alone ({alone[1]}): {alone[0]:6.2f} img/s; ray engine end to end / network "
