@@ -356,7 +356,7 @@ def run_batch_ray(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
     with tempfile.TemporaryDirectory(prefix="u2net-inputs-") as extract_dir:
         plan = (_plan_uris(uris, recursive) if uris else
                 planning.plan_inputs(inputs, recursive=recursive, extract_dir=Path(extract_dir),
-                                  archive_limits=archive_limits))
+                                     archive_limits=archive_limits))
         if max_images is not None and len(plan.tasks) > max_images:
             raise BatchError(f"{len(plan.tasks):,} images, over the limit of {max_images:,} per batch")
         to_zip = output.suffix.lower() == ".zip"
@@ -388,19 +388,22 @@ def _run(plan: Plan, job: Job, out_root: Path, resume: bool,
          progress: bool | Callable[[int, int, str], None], ray_address: str | None,
          batch_size: int | None, actors: int | None, gpu_fraction: float, num_cpus: int | None,
          extract_dir: Path) -> BatchReport:
-    """The local engine's `_run` with the Ray pipeline in place of its worker processes."""
+    """The local engine's `batch._run_plan` with the Ray pipeline in place of its worker
+    processes: skip what an earlier run finished, journal each image as it comes back, then
+    write the manifest."""
     journal_path = out_root / journal.JOURNAL
     settings = job.settings_hash
     previous, runs = journal.read_journal(journal_path)
-    done = {t.rel for t in plan.tasks if resume and journal.is_finished(previous.get(t.rel), t, job.kinds, settings, out_root)}
+    done = {t.rel for t in plan.tasks
+            if resume and journal.is_finished(previous.get(t.rel), t, job.kinds, settings, out_root)}
     todo = [t for t in plan.tasks if t.rel not in done]
     report = BatchReport(resumed=len(done), ignored=len(plan.ignored))
     results: dict[str, dict] = {}
     run_no = runs + 1
     log = journal.Journal(journal_path)
     log.append({"event": "run", "run": run_no, "pid": os.getpid(), "total": len(plan.tasks),
-                    "todo": len(todo), "settings": settings, "engine": "ray",
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                "todo": len(todo), "settings": settings, "engine": "ray",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     bar = None
     if progress is True and todo:
         from tqdm import tqdm
@@ -535,7 +538,7 @@ def _pipeline(todo: list[Task], job: Job, extract_dir: Path, ray_address: str | 
         items = []
         for t in todo:
             source = t.source if "://" in t.source else os.path.abspath(t.source)
-            inside = Path(source).is_relative_to(extract_dir.resolve()) if "://" not in source else False
+            inside = "://" not in source and Path(source).resolve().is_relative_to(extract_dir.resolve())
             items.append({"source": source, "rel": t.rel, "stem": t.stem, "fingerprint": t.fingerprint,
                           "data": Path(source).read_bytes() if inside else b""})
         blocks = max(1, math.ceil(len(items) / step))
