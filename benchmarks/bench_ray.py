@@ -3,7 +3,7 @@ where the Ray engine's time goes, stage by stage.
 
     .venv/bin/python benchmarks/bench_ray.py                  # 18 reference images × 2
     .venv/bin/python benchmarks/bench_ray.py --copies 5 --outputs cutout,mask,boxes
-    .venv/bin/python benchmarks/bench_ray.py --device cuda --batch-size 32   # on a GPU machine
+    .venv/bin/python benchmarks/bench_ray.py --device cuda --batch-size 32 --megapixels 1.5 --copies 20
 
 Both engines run in this process on the same folder, with the same outputs and the same
 model: the local engine with its default worker processes (one per core), the Ray engine on a
@@ -38,14 +38,25 @@ os.environ.setdefault("U2NET_HOME", str(SHARED / "weights"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def make_folder(dest: Path, copies: int) -> int:
+def make_folder(dest: Path, copies: int, megapixels: float | None = None) -> int:
+    """Copies of the reference images; with `megapixels`, as JPEGs scaled to that size."""
+    from PIL import Image
+
     images = sorted(p for p in REFERENCE.iterdir() if p.is_file())
     if not images:
         sys.exit(f"no reference images in {REFERENCE}")
     dest.mkdir(parents=True)
-    for k in range(copies):
-        for img in images:
-            shutil.copyfile(img, dest / f"{k:02d}_{img.name}")
+    for img in images:
+        if megapixels:
+            picture = Image.open(img).convert("RGB")
+            scale = (megapixels * 1e6 / (picture.width * picture.height)) ** 0.5
+            picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                     Image.LANCZOS)
+        for k in range(copies):
+            if megapixels:
+                picture.save(dest / f"{k:02d}_{img.stem}.jpg", quality=90)
+            else:
+                shutil.copyfile(img, dest / f"{k:02d}_{img.name}")
     return len(images) * copies
 
 
@@ -99,6 +110,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="exact", choices=("exact", "fast"))
     parser.add_argument("--batch-size", type=int, default=None, help="Ray engine: images per network call")
+    parser.add_argument("--megapixels", type=float, default=None,
+                        help="scale the images to this size as JPEGs (the issue's GPU check: 1.5)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     args = parser.parse_args()
 
@@ -111,7 +124,7 @@ def main() -> None:
     common = dict(model=args.model, device=args.device, precision=args.precision)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         src = Path(tmp) / "images"
-        n = make_folder(src, args.copies)
+        n = make_folder(src, args.copies, args.megapixels)
         print(f"{n} images ({args.copies} × the 18 reference images), outputs {args.outputs}, "
               f"{args.model} {args.precision} on {args.device}, {os.cpu_count()} CPU cores")
 
