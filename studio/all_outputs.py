@@ -72,12 +72,12 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     todo = [kind for kind in KINDS if kind not in made]
     folder = output_folder()
     if todo:
-        result = render(image, mask, todo if "boxes" in todo else todo + ["boxes"], options)
+        result = render(image, mask, todo, options)
         images = {kind: result.images[kind] for kind in todo}
         if "before" not in made:
             images["before"] = image  # the slider's "before": the upright photo, as a JPEG
         paths = save_all(images, folder, image_path, formats={"before": "jpg"})
-        extra = {"boxes": result.boxes.to_dict(), "crop": result.crop}
+        extra = {"boxes": result.boxes.to_dict() if result.boxes is not None else None, "crop": result.crop}
         with _made_lock:
             for kind, path in paths.items():
                 _made[keys[kind]] = (path, extra.get(kind))

@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from u2net.errors import U2NetError
+from u2net.errors import U2NetError, WeightsError
 from u2net.images import load_image
 from u2net.outputs import encode, output_name, safe_stem
 from u2net.predictor import Predictor, get_predictor
@@ -116,8 +116,23 @@ def predictor_for(model: str, progress: gr.Progress | None = None,
     return predictor
 
 
+_portrait_failed: list = []  # [(time, WeightsError)] of the last failed load
+PORTRAIT_RETRY_S = 600.0
+
+
 def portrait_predictor(progress: gr.Progress | None = None) -> Predictor:
-    return predictor_for(PORTRAIT_MODEL, progress, allowed=(PORTRAIT_MODEL,))
+    """The portrait model's predictor. Its weights are an optional 176 MB download: when they
+    cannot be found (no file, no network), the same error is given at once for the next ten
+    minutes instead of every request waiting for the Hub's retries (~25 s offline)."""
+    if _portrait_failed and time.monotonic() - _portrait_failed[0][0] < PORTRAIT_RETRY_S:
+        raise _portrait_failed[0][1]
+    try:
+        predictor = predictor_for(PORTRAIT_MODEL, progress, allowed=(PORTRAIT_MODEL,))
+    except WeightsError as exc:
+        _portrait_failed[:] = [(time.monotonic(), exc)]
+        raise
+    _portrait_failed.clear()
+    return predictor
 
 
 def mask_of(image: Image.Image, model: str, progress: gr.Progress | None = None) -> Image.Image:
