@@ -382,6 +382,7 @@ def _endpoints(image: dict, video: dict) -> dict[str, list]:
         "batch": [[image], ["mask"], "u2netp"],
         "video": [video, "blur", "u2netp", 0.5, "mp4"],
         "webcam": [image, "blur", "u2netp"],
+        "refine": [image, "u2netp", image, "guided", "1", 10.0, 10.0],  # the second image: strokes
     }
 
 
