@@ -162,7 +162,8 @@ def build(model: gr.Radio) -> None:
                 apply = gr.Button("Apply", variant="primary", elem_id="rf-apply")
                 clear = gr.Button("Reset", elem_id="rf-reset")
         with gr.Column(scale=2):
-            editor = gr.ImageEditor(label="Paint: green keeps, red removes", type="pil", image_mode="RGB",
+            # RGBA: the layers keep their alpha (unpainted pixels may hold the brush's colour).
+            editor = gr.ImageEditor(label="Paint: green keeps, red removes", type="pil", image_mode="RGBA",
                                     sources=(), transforms=(), format="png", layers=True,
                                     brush=gr.Brush(colors=[KEEP_COLOUR, REMOVE_COLOUR],
                                                    default_color=KEEP_COLOUR, color_mode="fixed"),
