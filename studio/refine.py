@@ -37,6 +37,7 @@ from .common import (
 
 KEEP_COLOUR = "#16a34a"  # green: g exceeds r and b by ≥ 64, as STROKE_RULES asks
 REMOVE_COLOUR = "#dc2626"  # red
+EDITOR_SIDE = 1600
 EDGE_CHOICES = [("none", "none"), ("guided filter (fast)", "guided"), ("matting (slower)", "matting")]
 
 
@@ -105,7 +106,11 @@ def load_photo(image_path: str | None) -> tuple:
     if not image_path:
         return None, None, None, None, None
     photo = open_upload(image_path)
-    return {"background": photo, "layers": [], "composite": photo}, photo, None, None, None
+    # The editor gets a copy at most EDITOR_SIDE a side (a 12 MP PNG would take seconds to
+    # send); the strokes are scaled back to the photo's size when applied.
+    canvas = photo.copy()
+    canvas.thumbnail((EDITOR_SIDE, EDITOR_SIDE), Image.LANCZOS)
+    return {"background": canvas, "layers": [], "composite": canvas}, photo, None, None, None
 
 
 def strokes_of(editor: dict | None) -> str | None:
