@@ -17,7 +17,7 @@ import os
 
 import gradio as gr
 
-from studio import all_outputs, background, batch, boxes, crop, cutout, highlight, portrait, video
+from studio import all_outputs, background, batch, boxes, crop, cutout, highlight, portrait, refine, video
 from studio.common import EXAMPLES_DIR, refuse_non_numbers, start_sweeper
 from studio.settings import SETTINGS
 from u2net.predictor import get_predictor
@@ -31,6 +31,7 @@ Every output downloads at full size (⤓ on the image)."""
 
 TABS = [  # (title, id, builder): the page's tabs, in order
     ("All outputs", "all", all_outputs.build),
+    ("Refine", "refine", refine.build),
     ("Remove background", "remove", cutout.build),
     ("Change background", "background", background.build),
     ("Bounding boxes", "boxes", boxes.build),

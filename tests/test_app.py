@@ -29,7 +29,7 @@ BRICK = EXAMPLES / "background_brick.jpg"
 MAX_PIXELS = 2_000_000  # the app under test refuses bigger images, so "too large" is cheap to test
 
 ENDPOINTS = {"/all_outputs", "/remove_background", "/change_background", "/bounding_boxes",
-             "/highlight", "/crop", "/portrait", "/batch", "/video", "/webcam"}
+             "/highlight", "/crop", "/portrait", "/batch", "/video", "/webcam", "/refine"}
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,75 @@ def test_webcam_frame_endpoint(client, app_url):
     assert frame.size == size_of(CAT) and frame.mode == "RGB"
 
 
+def _mask_array(path: str):
+    import numpy as np
+
+    return np.asarray(opened(path).convert("L"), np.int16)
+
+
+def test_refine_remove_stroke_is_local_and_every_tab_then_uses_it(client, app_url, tmp_path):
+    import numpy as np
+    from scipy import ndimage
+
+    picture = _unique_picture(tmp_path, "cat.jpg")  # its own cache entry: no other test sees it
+    before, _, note = predict(client, app_url, handle_file(picture), "u2netp", None, "none", "", None, None,
+                              api_name="/refine")
+    assert "uncorrected" in note
+    network = _mask_array(before)
+    # A "remove" stroke (0 on 128 = untouched) on a patch the network calls object.
+    h, w = network.shape
+    strokes = np.full((h, w), 128, np.uint8)
+    ys, xs = np.nonzero(network > 200)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    strokes[cy - 12:cy + 12, cx - 12:cx + 12] = 0
+    Image.fromarray(strokes, "L").save(tmp_path / "strokes.png")
+    mask_path, cut_path, note = predict(client, app_url, handle_file(picture), "u2netp",
+                                        handle_file(tmp_path / "strokes.png"), "none", "", None, None,
+                                        api_name="/refine")
+    corrected = _mask_array(mask_path)
+    assert "Corrected" in note and "Every tab" in note
+    assert corrected[cy - 12:cy + 12, cx - 12:cx + 12].max() == 0  # removed where painted
+    # Nothing changes farther than the stroke's reach (10 % of the long side) from the stroke.
+    far = ndimage.distance_transform_edt(strokes != 0) > 0.1 * max(h, w) + 2
+    assert (corrected[far] == network[far]).all()
+    assert opened(cut_path).getchannel("A").tobytes() == opened(mask_path).tobytes()
+    # Another tab, no mask given: its cut-out's alpha is the corrected mask (the cache replaced).
+    cut = opened(predict(client, app_url, handle_file(picture), "u2netp", 0.0, 0.0, True, "PNG",
+                         api_name="/remove_background"))
+    assert np.array_equal(np.asarray(cut.getchannel("A"), np.int16), corrected)
+
+
+def test_refine_point_keeps_only_the_object_clicked(client, app_url, tmp_path):
+    picture = tmp_path / "two_things.png"
+    im = Image.new("RGB", (400, 240), (200, 200, 190))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((40, 60, 160, 180), fill=(200, 30, 30))
+    draw.rectangle((250, 70, 350, 170), fill=(30, 60, 200))
+    draw.text((5, 5), uuid.uuid4().hex, fill=(190, 190, 180))  # unseen by the mask cache
+    im.save(picture)
+    network = _mask_array(predict(client, app_url, handle_file(picture), "u2netp", None, "none", "", None, None,
+                                  api_name="/refine")[0])
+    assert network[:, :200].max() > 200 and network[:, 200:].max() > 200  # two objects to choose from
+    picked = _mask_array(predict(client, app_url, handle_file(picture), "u2netp", None, "none", "", 100, 120,
+                                 api_name="/refine")[0])
+    assert (picked[:, :200] == network[:, :200]).all()  # the disc clicked, soft edge and all
+    assert picked[:, 200:].max() == 0  # the square is gone
+    # By rank instead: "2" is the smaller object (the square, 100² < π·60²).
+    ranked = _mask_array(predict(client, app_url, handle_file(picture), "u2netp", None, "none", "2", None, None,
+                                 api_name="/refine")[0])
+    assert ranked[:, :200].max() == 0 and ranked[:, 200:].max() > 200
+
+
+def test_refine_refuses_what_is_not_in_its_vocabulary(client):
+    for args, words in (((None, "sharpen", "", None, None), "choices: ['none', 'guided', 'matting']"),
+                        ((None, "none", "two", None, None), "objects must be"),
+                        ((None, "none", "", 10, None), "both x and y"),
+                        ((None, "none", "", 10_000, 10), "inside")):
+        with pytest.raises(AppError) as info:
+            client.predict(handle_file(CAT), "u2netp", *args, api_name="/refine")
+        assert words in str(info.value), (args, str(info.value))
+
+
 def _bad_uploads(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """name -> (file, words the error message must contain)."""
     text = tmp_path / "notes.png"
@@ -244,9 +313,9 @@ def test_missing_model_weights_are_a_readable_error(client, app_url):
 # so the shared predictors' own counters can be read (no debug endpoint in the product).
 
 
-def _unique_picture(tmp_path: Path) -> Path:
+def _unique_picture(tmp_path: Path, name: str = "coffee.jpg") -> Path:
     """An image no predictor in this process has seen (masks are cached by content)."""
-    with Image.open(EXAMPLES / "coffee.jpg") as im:
+    with Image.open(EXAMPLES / name) as im:
         im = im.convert("RGB")
     ImageDraw.Draw(im).text((5, 5), uuid.uuid4().hex, fill=(255, 0, 0))
     path = tmp_path / "unique.png"

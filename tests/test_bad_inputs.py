@@ -274,13 +274,18 @@ def test_app_never_opens_a_path_the_user_names(app, corpus, good_upload):
     outside the upload folder, /etc/passwd, a relative escape. Every one is refused, no
     content comes back, and an uploaded file through the very same raw call works."""
     on_server = str(corpus["cmyk"].path)  # a readable image, but never uploaded
+    photo = _file_data(upload(app, good_upload))
     for path in (on_server, "/etc/passwd", "../../../../etc/passwd", str(ROOT / "examples" / "cat.jpg")):
         event, payload = raw_call(app, "all_outputs", [_file_data(path), "u2netp", "white", "dim", "free"])
         assert event == "error" and "root:" not in payload, (path, event, payload[:300])
         event, payload = raw_call(app, "batch", [[_file_data(path)], ["mask"], "u2netp"])
         assert event == "error" and "root:" not in payload, (path, event, payload[:300])
-    event, payload = raw_call(app, "all_outputs", [_file_data(upload(app, good_upload)), "u2netp",
-                                                   "white", "dim", "free"])
+        # The strokes of /refine are an upload too: a path there is refused the same way.
+        event, payload = raw_call(app, "refine", [photo, "u2netp", _file_data(path), "none", "", None, None])
+        assert event == "error" and "root:" not in payload, (path, event, payload[:300])
+    event, payload = raw_call(app, "all_outputs", [photo, "u2netp", "white", "dim", "free"])
+    assert event == "complete", payload[:500]
+    event, payload = raw_call(app, "refine", [photo, "u2netp", photo, "none", "", None, None])
     assert event == "complete", payload[:500]
 
 
@@ -382,6 +387,7 @@ def _endpoints(image: dict, video: dict) -> dict[str, list]:
         "batch": [[image], ["mask"], "u2netp"],
         "video": [video, "blur", "u2netp", 0.5, "mp4"],
         "webcam": [image, "blur", "u2netp"],
+        "refine": [image, "u2netp", image, "guided", "1", 10.0, 10.0],  # the second image: strokes
     }
 
 

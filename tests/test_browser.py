@@ -148,3 +148,74 @@ def test_a_bad_upload_is_a_readable_message(page, shots, tmp_path):
     # The page still works: an example in the same tab renders.
     page.locator("#hl-image input[type=file]").set_input_files(str(EXAMPLES / "rocket.jpg"))
     image_shown(page, "hl-out")
+
+
+def _alpha_of(page, src: str):
+    """The alpha channel of the image the page shows at `src` (fetched as the page would)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(page.request.get(src).body())) as im:
+        return np.asarray(im.convert("RGBA").getchannel("A"), np.int16)
+
+
+def test_refine_tab_a_red_stroke_drawn_with_the_mouse_changes_the_cutout(page, shots):
+    open_tab(page, "Refine")
+    page.locator("#rf-image input[type=file]").set_input_files(str(EXAMPLES / "cat.jpg"))
+    before_src = image_shown(page, "rf-cutout").get_attribute("src") or ""
+    page.locator("#rf-note").get_by_text("uncorrected").wait_for(timeout=WAIT_MS)
+    # The brush's second colour is red ("remove"); then paint a zigzag over the cat's face.
+    editor = page.locator("#rf-editor")
+    editor.locator("button[title=Color]").click()
+    editor.locator("[style*='220, 38, 38'], [style*='dc2626' i]").first.click()
+    box = editor.locator("canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 120, cy - 40)
+    page.mouse.down()
+    for i in range(1, 13):
+        page.mouse.move(cx - 120 + 20 * i, cy - 40 + (40 if i % 2 else 0), steps=4)
+    page.mouse.up()
+    page.screenshot(path=str(shots / "refine_painted.png"), full_page=True)
+    page.locator("#rf-apply").click()
+    page.locator("#rf-note").get_by_text("Every tab now uses this mask").wait_for(timeout=WAIT_MS)
+    page.wait_for_function(f"() => (document.querySelector('#rf-cutout img')?.src || '') !== {before_src!r}",
+                           timeout=WAIT_MS)
+    after_src = image_shown(page, "rf-cutout").get_attribute("src") or ""
+    before, after = _alpha_of(page, before_src), _alpha_of(page, after_src)
+    assert before.shape == after.shape
+    removed = (before > 200) & (after == 0)  # object before, cut away by the red stroke now
+    assert removed.sum() > 200, removed.sum()
+    grown = (after > before + 10).sum()
+    assert grown < removed.sum(), (grown, removed.sum())  # a remove stroke removes
+    assert removed.sum() < 0.5 * (before > 200).sum()  # …there: most of the cat stays
+    page.screenshot(path=str(shots / "refine_applied.png"), full_page=True)
+
+
+def test_refine_tab_a_click_keeps_one_object_and_reset_brings_both_back(page, shots, tmp_path):
+    from PIL import Image, ImageDraw
+
+    picture = tmp_path / "two_things.png"
+    im = Image.new("RGB", (400, 240), (200, 200, 190))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((40, 60, 160, 180), fill=(200, 30, 30))
+    draw.rectangle((250, 70, 350, 170), fill=(30, 60, 200))
+    im.save(picture)
+    open_tab(page, "Refine")
+    page.locator("#rf-image input[type=file]").set_input_files(str(picture))
+    page.locator("#rf-note").get_by_text("uncorrected").wait_for(timeout=WAIT_MS)
+    both = _alpha_of(page, image_shown(page, "rf-cutout").get_attribute("src") or "")
+    assert both[:, :200].max() > 200 and both[:, 200:].max() > 200
+    photo = image_shown(page, "rf-pick")
+    photo.scroll_into_view_if_needed()
+    box = photo.bounding_box()
+    photo.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.5})  # on the square
+    page.locator("#rf-note").get_by_text("Every tab now uses this mask").wait_for(timeout=WAIT_MS)
+    one = _alpha_of(page, image_shown(page, "rf-cutout").get_attribute("src") or "")
+    assert one[:, :200].max() == 0 and one[:, 200:].max() > 200  # only the square
+    page.screenshot(path=str(shots / "refine_picked.png"), full_page=True)
+    page.locator("#rf-reset").click()
+    page.locator("#rf-note").get_by_text("network's mask for this picture again").wait_for(timeout=WAIT_MS)
+    again = _alpha_of(page, image_shown(page, "rf-cutout").get_attribute("src") or "")
+    assert (again == both).all()
