@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from u2net.outputs import RenderOptions, render
-from u2net.refine import REFINE_METHODS, improve_mask, parse_ranks
-from u2net.vocabulary import OptionError, check_choice
+from u2net.refine import improve_mask, parse_ranks
+from u2net.vocabulary import REFINE_METHODS, OptionError, check_choice
 
 from .common import (
     IMAGE_HEIGHT,

@@ -110,6 +110,7 @@ def test_the_app_offers_the_vocabulary():
     assert by_label["Fit the picture"] == [vocabulary.FITS]
     assert by_label["Outputs"] == [vocabulary.APP_BATCH_KINDS]
     assert by_label["Background"] == [vocabulary.VIDEO_BACKGROUND_CHOICES] * 2  # video, webcam
+    assert by_label["Edges"] == [vocabulary.REFINE_METHODS]
     new_background = by_label["New background"]
     assert vocabulary.BACKGROUND_KINDS in new_background
     for values in new_background:  # the All-outputs dropdown: colours and keywords
