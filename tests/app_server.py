@@ -168,3 +168,20 @@ def upload(url: str, path: Path, filename: str | None = None) -> str:
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)[0]
+
+
+def tiny_clip(path: Path, width: int = 96, height: int = 64, frames: int = 4) -> Path:
+    """A short H.264 clip made with code: a bright block moving over a grey ground."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = np.full((height, width, 3), 90, np.uint8)
+            x = width // 10 + i * width // 12
+            frame[height // 4:3 * height // 4, x:x + width // 3] = (220, 40, 40)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from app_server import random_portrait_weights, running_app, server_log, upload
+from app_server import random_portrait_weights, running_app, server_log, tiny_clip, upload
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
@@ -353,28 +353,13 @@ def _readme_api_snippet() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def _tiny_clip(path: Path) -> Path:
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        for i in range(6):
-            frame = np.zeros((120, 160, 3), np.uint8)
-            frame[30:90, 20 + 8 * i:80 + 8 * i] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def test_readme_api_snippet_runs(app_url, tmp_path, monkeypatch):
     code = _readme_api_snippet()
     assert 'Client("http://127.0.0.1:7860")' in code
     for endpoint in ENDPOINTS:
         assert f'api_name="{endpoint}"' in code, f"README shows no call to {endpoint}"
     (tmp_path / "examples").symlink_to(EXAMPLES)
-    _tiny_clip(tmp_path / "clip.mp4")
+    tiny_clip(tmp_path / "clip.mp4", 160, 120, 6)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     try:

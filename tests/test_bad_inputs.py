@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.app_server import upload
+from tests.app_server import tiny_clip, upload
 from tests.corpus import BAD, CASE_NAMES, GOOD, Case, build_corpus, small_jpeg
 from u2net.errors import InvalidImageError
 from u2net.images import load_image
@@ -359,21 +359,6 @@ def test_app_output_names_from_hostile_upload_names_are_safe(app, good_upload, f
 # ----------------------------------------------------------------------------- every parameter
 
 
-def _tiny_video(path: Path) -> Path:
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(3):
-            frame = np.zeros((48, 64, 3), np.uint8)
-            frame[10:38, 10 + 4 * i:40 + 4 * i] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def _endpoints(image: dict, video: dict) -> dict[str, list]:
     """Each endpoint with a valid call: the uploads, then every other parameter."""
     return {
@@ -403,7 +388,7 @@ def test_app_refuses_a_server_path_in_every_parameter(app, tmp_path):
     picture = tmp_path / "upload.png"
     Image.new("RGB", (48, 40), (20, 120, 40)).save(picture)
     image = _file_data(upload(app, picture))
-    video = _file_data(upload(app, _tiny_video(tmp_path / "clip.mp4")))
+    video = _file_data(upload(app, tiny_clip(tmp_path / "clip.mp4", 64, 48, 3)))
     calls = _endpoints(image, video)
     for api, valid in calls.items():
         event, payload = raw_call(app, api, valid)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.app_server import tiny_clip
 from u2net import accel, effects, vocabulary
 from u2net.outputs import RenderOptions, render
 from u2net.video import video_background, webcam_frame
@@ -200,20 +201,6 @@ print(json.dumps({"predictors": sorted([p.model_name, p.precision] for p in pred
 """
 
 
-def _clip(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(4):
-            frame = np.full((64, 96, 3), 90, np.uint8)
-            frame[16:48, 10 + 8 * i:40 + 8 * i] = (220, 40, 40)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def test_every_tab_runs_the_apps_one_fast_predictor(weights_dir, tmp_path, cat_and_mask):
     """With the app set to fast precision, All outputs, Batch, Webcam and Video all run the
     same fast predictor: the process holds one Predictor per model, all fast, the batch's and
@@ -222,7 +209,7 @@ def test_every_tab_runs_the_apps_one_fast_predictor(weights_dir, tmp_path, cat_a
     from u2net.predictor import Predictor
 
     env = dict(os.environ, U2NET_HOME=str(weights_dir), PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", TABS_IN_ONE_PROCESS, str(tmp_path), str(_clip(tmp_path / "c.mp4"))],
+    done = subprocess.run([sys.executable, "-c", TABS_IN_ONE_PROCESS, str(tmp_path), str(tiny_clip(tmp_path / "c.mp4"))],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

@@ -138,21 +138,26 @@ def plan_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False,
             continue
         tasks.append(Task(str(file), rel, "", _fingerprint(file)))
 
-    tasks.sort(key=lambda t: t.rel)
-    # Output stems: "sub/photo"; when two inputs in one folder share a stem (photo.jpg and
-    # photo.png) both keep their extension in it ("sub/photo_jpg") so nothing collides.
-    stems: dict[str, int] = {}
+    return Plan(with_stems(tasks), sorted(ignored), folders, {Path(f).resolve() for f, _, _ in found},
+                patterns, rejected)
+
+
+def with_stems(tasks: Iterable[Task]) -> list[Task]:
+    """The tasks sorted by path, each with its output stem: "sub/photo"; when two inputs in one
+    folder share a stem (photo.jpg and photo.png) both keep their extension in it
+    ("sub/photo_jpg") so nothing collides."""
+    tasks = sorted(tasks, key=lambda t: t.rel)
+    count: dict[str, int] = {}
     for t in tasks:
-        stems[str(Path(t.rel).with_suffix("")).casefold()] = stems.get(
-            str(Path(t.rel).with_suffix("")).casefold(), 0) + 1
+        key = Path(t.rel).with_suffix("").as_posix().casefold()
+        count[key] = count.get(key, 0) + 1
     named = []
     for t in tasks:
         base = Path(t.rel).with_suffix("").as_posix()
-        if stems[base.casefold()] > 1:
+        if count[base.casefold()] > 1:
             base = f"{base}_{Path(t.rel).suffix.lstrip('.').lower()}"
         named.append(dataclasses.replace(t, stem=base))
-    return Plan(named, sorted(ignored), folders, {Path(f).resolve() for f, _, _ in found}, patterns,
-                rejected)
+    return named
 
 
 def glob_matches(path: str, pattern: str) -> bool:

@@ -26,7 +26,6 @@ never import it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -108,19 +107,7 @@ def _plan_uris(uris: Sequence[str], recursive: bool) -> Plan:
             ignored.append((rel, f"not an image format Pillow reads here ({Path(rel).suffix or 'no extension'})"))
             continue
         tasks.append(Task(source, rel, "", fingerprint))
-    tasks.sort(key=lambda t: t.rel)
-    # The local engine's stem rule: photo.jpg and photo.png in one folder keep their extension.
-    count: dict[str, int] = {}
-    for t in tasks:
-        key = Path(t.rel).with_suffix("").as_posix().casefold()
-        count[key] = count.get(key, 0) + 1
-    named = []
-    for t in tasks:
-        base = Path(t.rel).with_suffix("").as_posix()
-        if count[base.casefold()] > 1:
-            base = f"{base}_{Path(t.rel).suffix.lstrip('.').lower()}"
-        named.append(dataclasses.replace(t, stem=base))
-    return Plan(named, sorted(ignored), [], set(), [], rejected)
+    return Plan(planning.with_stems(tasks), sorted(ignored), [], set(), [], rejected)
 
 
 # ------------------------------------------------------------------------------ the stages
