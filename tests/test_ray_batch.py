@@ -76,19 +76,14 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def cluster():
     """A head (no CPUs: it only schedules) and two worker nodes with one CPU each, shared by
-    the tests of this module (one Ray start); one test removes a worker node, and those after
-    it run on the node left."""
+    the tests of this module (one Ray start); the last of them removes a worker node."""
     # Workers never reach the Hub (the Ray engine also forwards these at each run); the
     # variables are restored after the module.
     with pytest.MonkeyPatch.context() as env:
         if "U2NET_HOME" not in os.environ:
             env.setenv("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
         env.setenv("HF_HUB_OFFLINE", "1")
-        nodes = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 0, "include_dashboard": False,
-            # A removed node is declared dead within about 5 s, not the default 15 s (not
-            # less: a busy node must not be taken for a dead one).
-            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}})
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         workers = [nodes.add_node(num_cpus=1) for _ in range(2)]
         ray.init(address=nodes.address, runtime_env=worker_runtime_env(), log_to_driver=False,
                  logging_level="WARNING")
@@ -155,6 +150,15 @@ def test_cli_engine_ray(inputs, cluster, tmp_path, capsys):
     assert (tmp_path / "out" / "sub" / "coffee_boxes.json").exists()
 
 
+def test_missing_weights_stop_the_run_with_the_local_engines_error(inputs, cluster, tmp_path):
+    photos, _ = inputs  # the portrait model is not in ../shared/weights and the Hub is offline
+    with pytest.raises(WeightsError) as local_error:
+        run_batch([photos], tmp_path / "local", ["portrait"], progress=False)
+    with pytest.raises(WeightsError) as ray_error:
+        run_batch_ray([photos], tmp_path / "ray", ["portrait"], progress=False)
+    assert str(ray_error.value) == str(local_error.value)
+
+
 def test_a_worker_node_removed_part_way_loses_nothing(cluster, tmp_path):
     nodes, workers = cluster
     folder = tmp_path / "many"
@@ -182,15 +186,6 @@ def test_a_worker_node_removed_part_way_loses_nothing(cluster, tmp_path):
         for name, size in row["files"].items():
             assert (tmp_path / "out" / name).stat().st_size == size
     assert not [p for p in (tmp_path / "out").rglob(f"*{TMP_MARK}*")]
-
-
-def test_missing_weights_stop_the_run_with_the_local_engines_error(inputs, cluster, tmp_path):
-    photos, _ = inputs  # the portrait model is not in ../shared/weights and the Hub is offline
-    with pytest.raises(WeightsError) as local_error:
-        run_batch([photos], tmp_path / "local", ["portrait"], progress=False)
-    with pytest.raises(WeightsError) as ray_error:
-        run_batch_ray([photos], tmp_path / "ray", ["portrait"], progress=False)
-    assert str(ray_error.value) == str(local_error.value)
 
 
 def test_the_local_engine_and_the_cli_never_import_ray():
