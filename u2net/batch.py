@@ -272,6 +272,19 @@ def _run_in_workers(groups: list[list[Task]], job: Job, workers: int,
 # ------------------------------------------------------------------------------ a whole run
 
 
+def _execute_here_or_in_workers(todo: list[Task], job: Job, workers: int, batch_size: int,
+                                record: Callable[[list[dict]], None]) -> None:
+    """The local engine: groups of `batch_size` images, in this process or in worker processes."""
+    groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    if workers <= 1:
+        for group in groups:
+            record(process_group(group, job))
+    else:
+        # Worker processes even for one group: the same thread count every run keeps the
+        # bytes of a resumed run equal to those of an uninterrupted one.
+        _run_in_workers(groups, job, workers, record)
+
+
 def resolve_workers(workers: int | None) -> int:
     """0 or None: one per CPU core; never more than the cores."""
     cores = os.cpu_count() or 1
@@ -369,8 +382,9 @@ def run_batch(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                 # Starting processes costs more than it saves for a few images. Decided from
                 # the whole plan, not what is left, so a resumed run works the same way.
                 count = 1
-            report = _run_plan(plan, job, out_root, use_journal, resume and use_journal, count,
-                               batch_size, progress)
+            report = run_plan(plan, job, out_root, use_journal, resume and use_journal, progress,
+                              lambda todo, record: _execute_here_or_in_workers(todo, job, count, batch_size,
+                                                                               record))
         report.seconds = time.perf_counter() - started
         if to_zip:
             names = [n for r in report.rows for n in (r["outputs"].split(";") if r["outputs"] else [])]
@@ -381,10 +395,13 @@ def run_batch(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
         return report
 
 
-def _run_plan(plan: Plan, job: Job, out_root: Path, use_journal: bool, resume: bool, workers: int,
-              batch_size: int, progress: bool | Callable[[int, int, str], None]) -> BatchReport:
-    """Skip what an earlier run finished, run the rest (here or in workers) with a journal
-    row per image, then write the manifest."""
+def run_plan(plan: Plan, job: Job, out_root: Path, use_journal: bool, resume: bool,
+             progress: bool | Callable[[int, int, str], None],
+             execute: Callable[[list[Task], Callable[[list[dict]], None]], None],
+             engine: str = "local") -> BatchReport:
+    """Skip what an earlier run finished, hand the rest to `execute(todo, record)` (which calls
+    `record(rows)` as images finish: this process, worker processes, or a Ray pipeline), with
+    one journal row per image, then write the manifest."""
     journal_path = out_root / JOURNAL
     previous, runs = read_journal(journal_path) if use_journal else ({}, 0)
     settings = job.settings_hash
@@ -397,18 +414,21 @@ def _run_plan(plan: Plan, job: Job, out_root: Path, use_journal: bool, resume: b
     run_no = runs + 1
     if journal:
         journal.append({"event": "run", "run": run_no, "pid": os.getpid(), "total": len(plan.tasks),
-                        "todo": len(todo), "settings": settings, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                        "todo": len(todo), "settings": settings, "engine": engine,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     bar = None
     if progress is True and todo:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", desc="u2net batch", file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.1)
+        bar = tqdm(total=len(todo), unit="img", desc="u2net batch" + ("" if engine == "local" else f" ({engine})"),
+                   file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     callback = progress if callable(progress) else None
 
     def record(rows: list[dict]) -> None:
         for row in rows:
+            if row["input"] in results:
+                continue  # a retried piece of work delivered again: recorded once
             row.update(event="image", run=run_no, settings=settings)
             if journal:
                 journal.append(row)
@@ -419,15 +439,9 @@ def _run_plan(plan: Plan, job: Job, out_root: Path, use_journal: bool, resume: b
             if callback:
                 callback(report.processed, len(todo), row["input"])
 
-    groups = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     try:
-        if workers <= 1:
-            for group in groups:
-                record(process_group(group, job))
-        elif groups:
-            # Worker processes even for one group: the same thread count every run keeps the
-            # bytes of a resumed run equal to those of an uninterrupted one.
-            _run_in_workers(groups, job, workers, record)
+        if todo:
+            execute(todo, record)
     finally:
         if bar:
             bar.close()

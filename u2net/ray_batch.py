@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -375,59 +374,15 @@ def _run(plan: Plan, job: Job, out_root: Path, resume: bool,
          progress: bool | Callable[[int, int, str], None], ray_address: str | None,
          batch_size: int | None, actors: int | None, gpu_fraction: float, num_cpus: int | None,
          extract_dir: Path) -> BatchReport:
-    """The local engine's `batch._run_plan` with the Ray pipeline in place of its worker
-    processes: skip what an earlier run finished, journal each image as it comes back, then
-    write the manifest."""
-    journal_path = out_root / journal.JOURNAL
-    settings = job.settings_hash
-    previous, runs = journal.read_journal(journal_path)
-    done = {t.rel for t in plan.tasks
-            if resume and journal.is_finished(previous.get(t.rel), t, job.kinds, settings, out_root)}
-    todo = [t for t in plan.tasks if t.rel not in done]
-    report = BatchReport(resumed=len(done), ignored=len(plan.ignored))
-    results: dict[str, dict] = {}
-    run_no = runs + 1
-    log = journal.Journal(journal_path)
-    log.append({"event": "run", "run": run_no, "pid": os.getpid(), "total": len(plan.tasks),
-                "todo": len(todo), "settings": settings, "engine": "ray",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    bar = None
-    if progress is True and todo:
-        from tqdm import tqdm
+    """The local engine's `batch.run_plan` (resume rules, journal, manifest) with the Ray
+    pipeline in place of its worker processes."""
+    def execute(todo: list[Task], record: Callable[[list[dict]], None]) -> None:
+        for row in _pipeline(todo, job, extract_dir, ray_address, batch_size, actors, gpu_fraction,
+                             num_cpus):
+            _stop_if_asked(row)
+            record([row])
 
-        bar = tqdm(total=len(todo), unit="img", desc="u2net batch (ray)", file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.1)
-    callback = progress if callable(progress) else None
-    try:
-        if todo:
-            for row in _pipeline(todo, job, extract_dir, ray_address, batch_size, actors,
-                                 gpu_fraction, num_cpus):
-                _stop_if_asked(row)
-                if row["input"] in results:
-                    continue  # a retried block delivered again: recorded once
-                row.update(event="image", run=run_no, settings=settings)
-                log.append(row)
-                results[row["input"]] = row
-                report.processed += 1
-                if bar:
-                    bar.update(1)
-                if callback:
-                    callback(report.processed, len(todo), row["input"])
-    finally:
-        if bar:
-            bar.close()
-        log.close()
-
-    rows = [journal.manifest_row(t.rel, results.get(t.rel) or previous.get(t.rel)) for t in plan.tasks]
-    rows += [journal.manifest_row(rel, None, "ignored", why) for rel, why in plan.ignored]
-    rows += [journal.manifest_row(name, None, "error", why) for name, why in plan.rejected]
-    rows.sort(key=lambda r: r["input"])
-    report.rows = rows
-    report.succeeded = sum(r["status"] == "ok" for r in rows)
-    report.failed = sum(r["status"] == "error" for r in rows)
-    journal.write_manifest(out_root / journal.MANIFEST, rows)
-    report.manifest = out_root / journal.MANIFEST
-    return report
+    return local.run_plan(plan, job, out_root, True, resume, progress, execute, engine="ray")
 
 
 def _stop_if_asked(row: dict) -> None:
