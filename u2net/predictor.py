@@ -285,19 +285,24 @@ class Predictor:
             self._cache.clear()
             self._cache_bytes = 0
 
-    def _run(self, rgbs: list[Image.Image]) -> list[Image.Image]:
-        """The network on a list of RGB images (one call), masks at each image's size."""
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The network alone, for pipelines that preprocess and postprocess elsewhere (the Ray
+        engine): `preprocess`ed inputs (N×3×S×S float32) in one call, the fused saliency maps
+        (N×S×S float32, what `postprocess` takes) out. Loads the model on first use."""
         self.load()
-        size = self.input_size
-        batch = torch.from_numpy(np.stack([preprocess(rgb, size) for rgb in rgbs]))
         with self._run_lock:
             try:
-                out = self._forward(batch)  # type: ignore[misc]
+                out = self._forward(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))  # type: ignore[misc]
             except torch.cuda.OutOfMemoryError as exc:
                 raise U2NetError(f"the {self.device} device ran out of memory on a batch of "
-                                 f"{len(rgbs)}; use a smaller batch size or the CPU ({exc})") from None
-            self.inference_count += len(rgbs)
-        sal = out.detach().float().cpu().numpy()
+                                 f"{len(batch)}; use a smaller batch size or the CPU ({exc})") from None
+            self.inference_count += len(batch)
+        return out.detach().float().cpu().numpy().reshape(len(batch), *batch.shape[-2:])
+
+    def _run(self, rgbs: list[Image.Image]) -> list[Image.Image]:
+        """The network on a list of RGB images (one call), masks at each image's size."""
+        size = self.input_size
+        sal = self.forward(np.stack([preprocess(rgb, size) for rgb in rgbs]))
         return [postprocess(sal[i], rgb.size) for i, rgb in enumerate(rgbs)]
 
     def _cache_get(self, key: str) -> Image.Image | None:

@@ -193,7 +193,6 @@ class NetworkStage:
         self.per_call = max(1, per_call)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
 
         from .errors import WeightsError
 
@@ -209,9 +208,7 @@ class NetworkStage:
                 # upsampling run in the CPU stages around this actor.
                 for start in range(0, len(ok), self.per_call):
                     chunk = ok[start:start + self.per_call]
-                    result = self.predictor._forward(torch.from_numpy(np.array(x[chunk], dtype=np.float32)))
-                    sal[chunk] = result.numpy().reshape(len(chunk), size, size)
-                self.predictor.inference_count += len(ok)
+                    sal[chunk] = self.predictor.forward(np.asarray(x[chunk], dtype=np.float32))
             except WeightsError:
                 raise
             except Exception as exc:  # noqa: BLE001 - this batch's images fail, the run goes on
