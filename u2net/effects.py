@@ -127,7 +127,7 @@ def _check_nonneg(name: str, value: float) -> None:
 
 def _foreground(m: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels whose value / 255 is above `threshold` (the shared foreground rule)."""
-    return m.astype(np.float32) > np.float32(threshold * 255.0)
+    return m > np.float32(threshold * 255.0)  # compared as float32, without a float copy
 
 
 def _pixels(amount: float, total: int) -> float:
@@ -363,17 +363,23 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool) -> np.ndarray:
-    """The RGBA cut-out as uint8 H×W×4: alpha is `alpha8`; colour is 0 where alpha is 0
-    (invisible, and zeros compress), elsewhere the photo's or its decontaminated colour.
-    Only tiles holding a visible pixel are computed."""
+def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool,
+                   box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The RGBA cut-out as uint8 H×W×4 (or only its `box` x0, y0, x1, y1, inside the image):
+    alpha is `alpha8`; colour is 0 where alpha is 0 (invisible, and zeros compress), elsewhere
+    the photo's or its decontaminated colour. Only tiles holding a visible pixel are computed."""
     h, w = alpha8.shape
-    out = np.zeros((h, w, 4), np.uint8)
-    out[..., 3] = alpha8
+    x0, y0, x1, y1 = box or (0, 0, w, h)
+    out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+    out[..., 3] = alpha8[y0:y1, x0:x1]
     fusion = _BlurFusion(rgb, alpha8.astype(np.float32) / 255.0) if decontaminate else None
     for r0, r1 in _stripes(h, w):
-        for c0, c1 in _visible_runs(alpha8[r0:r1]):
-            window = out[r0:r1, c0:c1, :3]
+        r0, r1 = max(r0, y0), min(r1, y1)
+        if r0 >= r1:
+            continue
+        for c0, c1 in _visible_runs(alpha8[r0:r1, x0:x1]):
+            c0, c1 = c0 + x0, c1 + x0
+            window = out[r0 - y0:r1 - y0, c0 - x0:c1 - x0, :3]
             window[...] = (_to_uint8(fusion.colours(r0, r1, c0, c1)) if fusion is not None
                            else rgb[r0:r1, c0:c1])
             np.copyto(window, 0, where=(alpha8[r0:r1, c0:c1] == 0)[..., None])
@@ -594,9 +600,15 @@ def bounding_boxes(mask: ImageInput, threshold: float = 0.5, min_area: float = 0
     labels, count = ndimage.label(fg, structure=np.ones((3, 3), bool))
     if not count:
         return Boxes([], None)
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(fg, labels, index)
-    sums = ndimage.sum_labels(m.astype(np.float64), labels, index)
+    # Pixel counts and mask sums per label, stripe by stripe: whole numbers, so exact, and no
+    # float64 copy of a big mask.
+    areas = np.zeros(count + 1, np.int64)
+    sums = np.zeros(count + 1, np.int64)
+    for r0, r1 in _stripes(*m.shape):
+        flat = labels[r0:r1].ravel()
+        areas += np.bincount(flat, minlength=count + 1)
+        sums += np.bincount(flat, m[r0:r1].ravel(), minlength=count + 1).astype(np.int64)
+    areas, sums = areas[1:], sums[1:]
     slices = ndimage.find_objects(labels)
     limit = _pixels(float(min_area), m.size)
     boxes = []
@@ -865,16 +877,26 @@ def crop(image: ImageInput, mask: ImageInput, padding: float | int | str = "5%",
     img = load_image(image)
     m = load_mask(mask, size=img.size)
     W, H = img.size
-    if output == "image":
-        source = img
-    elif output == "mask":
-        source = m.copy()
-    else:
-        source = cutout(img, m)
+
+    def source(x0: int, y0: int, x1: int, y1: int) -> Image.Image:
+        if output == "image":
+            return img.crop((x0, y0, x1, y1))
+        if output == "mask":
+            return m.crop((x0, y0, x1, y1))
+        # The cut-out of the crop only (its colours still come from the whole photo); where
+        # the box passes the photo's edge the pixels stay transparent.
+        inside = (max(0, x0), max(0, y0), min(W, x1), min(H, y1))
+        pixels = _cutout_pixels(np.asarray(img), np.asarray(m), True, inside)
+        if inside == (x0, y0, x1, y1):
+            return Image.fromarray(pixels, "RGBA")
+        out = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
+        out.paste(Image.fromarray(pixels, "RGBA"), (inside[0] - x0, inside[1] - y0))
+        return out
+
     found = bounding_boxes(m, threshold, min_area).union
     if found is None:
         _parse_padding(padding, W, H)  # still refuse a bad value
-        return Crop(source, (0, 0, W, H), True,
+        return Crop(source(0, 0, W, H), (0, 0, W, H), True,
                     f"no salient object above threshold {threshold:g}: returned the whole image")
     ox0, oy0, ox1, oy1 = found.x0, found.y0, found.x1, found.y1
     px, py = _parse_padding(padding, ox1 - ox0, oy1 - oy0)
@@ -898,6 +920,5 @@ def crop(image: ImageInput, mask: ImageInput, padding: float | int | str = "5%",
         x0 = _place(w, centre[0], W, (ox0, ox1))
         y0 = _place(h, centre[1], H, (oy0, oy1))
         x1, y1 = x0 + w, y0 + h
-    cropped = source.crop((x0, y0, x1, y1))
-    return Crop(cropped, (x0, y0, x1, y1), False,
+    return Crop(source(x0, y0, x1, y1), (x0, y0, x1, y1), False,
                 f"cropped to {x1 - x0}×{y1 - y0} at ({x0}, {y0}){note}")
