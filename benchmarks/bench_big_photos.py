@@ -9,8 +9,8 @@ size; nothing is written to the repository. One u2netp mask per photo feeds ever
 
 Time: each effect on the same (photo, mask), median of --repeats, wall and CPU seconds, and
 seconds per megapixel (a flat row means the cost grows no faster than the pixel count); the
-app's "all outputs" set (cut-out, white background, boxes, highlight, crop) is summed, and a
-PNG encode of the cut-out with Pillow's defaults is shown beside it for scale.
+app's "all outputs" set (cut-out, white background, boxes, highlight, crop) is summed, and the
+cut-out followed by the product's PNG encode (`outputs.encode`) is shown beside it for scale.
 
 Memory: a fresh process loads the model, predicts the 24-megapixel photo's mask and runs
 every effect in turn; it prints the process's peak resident memory (VmHWM) after the model
@@ -22,7 +22,6 @@ process's overall peak.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
           "and the shape of each row, not single wall times)")
 
     if not args.memory_only:
-        from u2net import effects
+        from u2net import effects, outputs
         from u2net.predictor import Predictor
 
         predictor = Predictor(args.model, device="cpu", cache_size=0).load()
@@ -160,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             mask = predictor.predict(img)
             calls = effect_calls(effects, img, mask)
 
-            def encode(img=img, mask=mask) -> None:
-                effects.cutout(img, mask).save(io.BytesIO(), "PNG")
+            def encoded(img=img, mask=mask) -> None:
+                outputs.encode(effects.cutout(img, mask), "png")
 
-            calls["PNG encode of the cut-out (with the cut-out)"] = encode
+            calls["cutout + outputs.encode PNG"] = encoded
             for name, call in calls.items():
                 wall, cpu = [], []
                 for _ in range(args.repeats):

@@ -21,9 +21,9 @@ reads the same files from there.
 
 Phone-size photos (--sizes 1.5 6 12 24): one photo per size, made at run time by scaling a
 reference image (bike.jpg, 3000 × 2000) and saving it as JPEG in a temporary folder. Each
-row is end to end — JPEG bytes in, PNG bytes out, Pillow's default PNG settings on both sides
-unless --compress-level says otherwise for ours — for rembg's `remove()` and three columns of
-ours: exact without decontamination (the same work as rembg), exact with the default
+row is end to end — JPEG bytes in, PNG bytes out — for rembg's `remove()` (Pillow's default
+PNG settings) and three columns of ours (--encoding pillow: the same PNG settings as rembg;
+--encoding product, the default: `u2net.outputs.encode`, what the app, CLI and batch write): exact without decontamination (the same work as rembg), exact with the default
 (decontaminated) cut-out, and fast with the default cut-out. It prints medians of alternating
 runs, the ratio to rembg, seconds per megapixel and the output file sizes against rembg's:
 
@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(e.g. 1.5 6 12 24), made from --size-source, three columns of ours")
     ap.add_argument("--size-source", type=Path, default=SHARED / "reference" / "images" / "bike.jpg",
                     help="the picture scaled to each --sizes size (default: reference bike.jpg)")
-    ap.add_argument("--compress-level", type=int, default=None,
-                    help="zlib level of our PNGs in --sizes rows (default: Pillow's, as rembg)")
+    ap.add_argument("--encoding", choices=("product", "pillow"), default="product",
+                    help="our PNG in --sizes rows: 'product' (u2net.outputs.encode, default) or "
+                         "'pillow' (Image.save defaults, as rembg)")
     args = ap.parse_args(argv)
     if args.sizes:
         return run_sizes(args)
@@ -347,7 +348,13 @@ def run_sizes(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    png = {} if args.compress_level is None else {"compress_level": args.compress_level}
+    if args.encoding == "product":
+        from u2net.outputs import encode
+    else:
+        def encode(image, fmt: str = "png") -> bytes:
+            buf = io.BytesIO()
+            image.save(buf, "PNG")
+            return buf.getvalue()
     worker = RembgWorker(rembg_python, args.threads, dict(os.environ))
     tmp = tempfile.TemporaryDirectory(prefix="u2net-sizes-")
     photos = [make_photo(args.size_source, mp, Path(tmp.name)) for mp in args.sizes]
@@ -355,7 +362,8 @@ def run_sizes(args) -> int:
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), rembg's onnxruntime {worker.version}; "
           f"{args.repeats} alternating runs per cell; our PNG: "
-          f"{'Pillow default' if not png else png}; load average at start {load_start:.1f}")
+          f"{'u2net.outputs.encode' if args.encoding == 'product' else 'Pillow defaults'}; "
+          f"load average at start {load_start:.1f}")
 
     columns = list(SIZE_COLUMNS)
     results: dict = {}
@@ -367,9 +375,7 @@ def run_sizes(args) -> int:
             precision, decontaminate = SIZE_COLUMNS[column]
             rgb = load_image(data)
             mask = preds[precision].predict(rgb)
-            buf = io.BytesIO()
-            effects.cutout(rgb, mask, decontaminate=decontaminate).save(buf, "PNG", **png)
-            return len(buf.getvalue())
+            return len(encode(effects.cutout(rgb, mask, decontaminate=decontaminate), "png"))
 
         worker.ask(model=model, path=str(photos[0]))  # warm-up: kernels, arenas
         for column in columns:
@@ -416,8 +422,10 @@ def run_sizes(args) -> int:
     print("| --- | --- | " + " | ".join("---:" for _ in args.sizes) + " |")
     for model in args.models:
         for side in ["rembg", *columns]:
-            cells = [f"{results[(model, mp)]['median'][side] / (results[(model, mp)]['size'][0] * results[(model, mp)]['size'][1] / 1e6):.3f}"
-                     for mp in args.sizes]
+            cells = []
+            for mp in args.sizes:
+                r = results[(model, mp)]
+                cells.append(f"{r['median'][side] / (r['size'][0] * r['size'][1] / 1e6):.3f}")
             print(f"| {model} | {side} | " + " | ".join(cells) + " |")
     print("\nOutput file sizes (MB), ours against rembg's for the same photo\n")
     print("| photo | model | rembg | " + " | ".join(f"ours {c}" for c in columns) + " |")
@@ -427,7 +435,7 @@ def run_sizes(args) -> int:
         cells = [f"{b[c] / 1e6:.2f} ({b[c] / b['rembg']:.2f}×)" for c in columns]
         print(f"| {mp:g} MP | {model} | {b['rembg'] / 1e6:.2f} | " + " | ".join(cells) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "png": png,
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "encoding": args.encoding,
                                          "results": [{"model": m, "megapixels": mp, **r}
                                                      for (m, mp), r in results.items()]}, indent=1))
     return 0
