@@ -84,10 +84,11 @@ for line in sys.stdin:
         arr = np.asarray(Image.open(io.BytesIO(mask)).convert("L"))
         print(json.dumps({"mask": arr.tobytes().hex(), "size": [arr.shape[1], arr.shape[0]]}), flush=True)
         continue
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = remove(data, session=s)
     ms = (time.perf_counter() - t) * 1000
-    print(json.dumps({"ms": ms, "bytes": len(out)}), flush=True)
+    cpu_ms = (time.process_time() - c) * 1000
+    print(json.dumps({"ms": ms, "cpu_ms": cpu_ms, "bytes": len(out)}), flush=True)
 """
 
 
@@ -385,6 +386,7 @@ def run_sizes(args) -> int:
             with Image.open(path) as im:
                 size = im.size
             times: dict[str, list[float]] = {c: [] for c in ["rembg", *columns]}
+            cpu: dict[str, list[float]] = {c: [] for c in ["rembg", *columns]}
             sizes: dict[str, int] = {}
             for rep in range(args.repeats):
                 sides = ["rembg", *columns]
@@ -395,13 +397,16 @@ def run_sizes(args) -> int:
                     if side == "rembg":
                         got = worker.ask(model=model, path=str(path))
                         times[side].append(got["ms"] / 1000)
+                        cpu[side].append(got["cpu_ms"] / 1000)
                         sizes[side] = got["bytes"]
                         continue
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     sizes[side] = ours(side, data)
                     times[side].append(time.perf_counter() - t)
-            results[(model, mp)] = {"size": size, "times": times, "bytes": sizes,
-                                    "median": {k: statistics.median(v) for k, v in times.items()}}
+                    cpu[side].append(time.process_time() - c)
+            results[(model, mp)] = {"size": size, "times": times, "cpu": cpu, "bytes": sizes,
+                                    "median": {k: statistics.median(v) for k, v in times.items()},
+                                    "cpu_median": {k: statistics.median(v) for k, v in cpu.items()}}
             med = results[(model, mp)]["median"]
             print(f"  {model} {mp:g} MP {size[0]}×{size[1]}: rembg {med['rembg']:.2f} s; " + "; ".join(
                 f"{c} {med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns), flush=True)
@@ -417,7 +422,15 @@ def run_sizes(args) -> int:
         cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
         w, h = r["size"]
         print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
-    print("\nSeconds per megapixel (a flat row: cost grows no faster than the pixel count)\n")
+    print("\nCPU seconds (both sides' threads; steadier than wall time on a busy machine)\n")
+    print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
+    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+    for (model, mp), r in results.items():
+        med = r["cpu_median"]
+        cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
+        w, h = r["size"]
+        print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+    print("\nSeconds per megapixel, wall (a flat row: cost grows no faster than the pixel count)\n")
     print("| model | side | " + " | ".join(f"{mp:g} MP" for mp in args.sizes) + " |")
     print("| --- | --- | " + " | ".join("---:" for _ in args.sizes) + " |")
     for model in args.models:
