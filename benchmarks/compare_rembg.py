@@ -18,6 +18,17 @@ with --rembg-python, e.g.:
 
 Weights: U2NET_HOME (default ../shared/weights) must hold u2netp.onnx and u2net.onnx; rembg
 reads the same files from there.
+
+Phone-size photos (--sizes 1.5 6 12 24): one photo per size, made at run time by scaling a
+reference image (bike.jpg, 3000 × 2000) and saving it as JPEG in a temporary folder. Each
+row is end to end — JPEG bytes in, PNG bytes out — for rembg's `remove()` (Pillow's default
+PNG settings) and three columns of ours (--encoding pillow: the same PNG settings as rembg;
+--encoding product, the default: `u2net.outputs.encode`, what the app, CLI and batch write): exact without decontamination (the same work as rembg), exact with the default
+(decontaminated) cut-out, and fast with the default cut-out. It prints medians of alternating
+runs, the ratio to rembg, seconds per megapixel and the output file sizes against rembg's:
+
+    .venv/bin/python benchmarks/compare_rembg.py --rembg-python /tmp/rembg-venv/bin/python \
+        --sizes 1.5 6 12 24 --repeats 3
 """
 
 from __future__ import annotations
@@ -73,10 +84,11 @@ for line in sys.stdin:
         arr = np.asarray(Image.open(io.BytesIO(mask)).convert("L"))
         print(json.dumps({"mask": arr.tobytes().hex(), "size": [arr.shape[1], arr.shape[0]]}), flush=True)
         continue
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out = remove(data, session=s)
     ms = (time.perf_counter() - t) * 1000
-    print(json.dumps({"ms": ms, "bytes": len(out)}), flush=True)
+    cpu_ms = (time.process_time() - c) * 1000
+    print(json.dumps({"ms": ms, "cpu_ms": cpu_ms, "bytes": len(out)}), flush=True)
 """
 
 
@@ -173,7 +185,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="threads for both sides (torch.set_num_threads and onnxruntime's "
                          "intra-op threads); 0 keeps each library's default (all cores)")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
+    ap.add_argument("--sizes", nargs="+", type=float, metavar="MP",
+                    help="instead of the reference images: one photo per size in megapixels "
+                         "(e.g. 1.5 6 12 24), made from --size-source, three columns of ours")
+    ap.add_argument("--size-source", type=Path, default=SHARED / "reference" / "images" / "bike.jpg",
+                    help="the picture scaled to each --sizes size (default: reference bike.jpg)")
+    ap.add_argument("--encoding", choices=("product", "pillow"), default="product",
+                    help="our PNG in --sizes rows: 'product' (u2net.outputs.encode, default) or "
+                         "'pillow' (Image.save defaults, as rembg)")
     args = ap.parse_args(argv)
+    if args.sizes:
+        return run_sizes(args)
 
     os.environ.setdefault("U2NET_HOME", str(SHARED / "weights"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -288,6 +310,147 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
                                          "threads": args.threads, "load_start": load_start,
                                          "load_end": load_end, "results": results}, indent=1))
+    return 0
+
+
+# --sizes: the columns of ours, (precision, decontaminate).
+SIZE_COLUMNS = {"exact, no decontamination": ("exact", False),
+                "exact, default cut-out": ("exact", True),
+                "fast, default cut-out": ("fast", True)}
+
+
+def make_photo(source: Path, megapixels: float, folder: Path) -> Path:
+    """`source` scaled to about `megapixels` (same aspect), saved as a JPEG in `folder`."""
+    from PIL import Image
+
+    img = Image.open(source).convert("RGB")
+    ratio = img.width / img.height
+    h = round((megapixels * 1e6 / ratio) ** 0.5)
+    w = round(h * ratio)
+    path = folder / f"{source.stem}-{megapixels:g}mp.jpg"
+    img.resize((w, h), Image.BICUBIC).save(path, "JPEG", quality=92)
+    return path
+
+
+def run_sizes(args) -> int:
+    """Rows per photo size: rembg's remove() against three columns of ours, end to end."""
+    import tempfile
+
+    os.environ.setdefault("U2NET_HOME", str(SHARED / "weights"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rembg_python = find_rembg_python(args.rembg_python)
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from PIL import Image
+
+    from u2net import effects
+    from u2net.images import load_image
+    from u2net.predictor import Predictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.encoding == "product":
+        from u2net.outputs import encode
+    else:
+        def encode(image, fmt: str = "png") -> bytes:
+            buf = io.BytesIO()
+            image.save(buf, "PNG")
+            return buf.getvalue()
+    worker = RembgWorker(rembg_python, args.threads, dict(os.environ))
+    tmp = tempfile.TemporaryDirectory(prefix="u2net-sizes-")
+    photos = [make_photo(args.size_source, mp, Path(tmp.name)) for mp in args.sizes]
+    load_start = os.getloadavg()[0]
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), rembg's onnxruntime {worker.version}; "
+          f"{args.repeats} alternating runs per cell; our PNG: "
+          f"{'u2net.outputs.encode' if args.encoding == 'product' else 'Pillow defaults'}; "
+          f"load average at start {load_start:.1f}")
+
+    columns = list(SIZE_COLUMNS)
+    results: dict = {}
+    for model in args.models:
+        preds = {p: Predictor(model, device="cpu", precision=p, cache_size=0).load()
+                 for p in {prec for prec, _ in SIZE_COLUMNS.values()}}
+
+        def ours(column: str, data: bytes, preds: dict = preds) -> int:
+            precision, decontaminate = SIZE_COLUMNS[column]
+            rgb = load_image(data)
+            mask = preds[precision].predict(rgb)
+            return len(encode(effects.cutout(rgb, mask, decontaminate=decontaminate), "png"))
+
+        worker.ask(model=model, path=str(photos[0]))  # warm-up: kernels, arenas
+        for column in columns:
+            ours(column, photos[0].read_bytes())
+        for mp, path in zip(args.sizes, photos, strict=True):
+            data = path.read_bytes()
+            with Image.open(path) as im:
+                size = im.size
+            times: dict[str, list[float]] = {c: [] for c in ["rembg", *columns]}
+            cpu: dict[str, list[float]] = {c: [] for c in ["rembg", *columns]}
+            sizes: dict[str, int] = {}
+            for rep in range(args.repeats):
+                sides = ["rembg", *columns]
+                if rep % 2:
+                    sides.reverse()
+                for side in sides:
+                    time.sleep(0.05)
+                    if side == "rembg":
+                        got = worker.ask(model=model, path=str(path))
+                        times[side].append(got["ms"] / 1000)
+                        cpu[side].append(got["cpu_ms"] / 1000)
+                        sizes[side] = got["bytes"]
+                        continue
+                    t, c = time.perf_counter(), time.process_time()
+                    sizes[side] = ours(side, data)
+                    times[side].append(time.perf_counter() - t)
+                    cpu[side].append(time.process_time() - c)
+            results[(model, mp)] = {"size": size, "times": times, "cpu": cpu, "bytes": sizes,
+                                    "median": {k: statistics.median(v) for k, v in times.items()},
+                                    "cpu_median": {k: statistics.median(v) for k, v in cpu.items()}}
+            med = results[(model, mp)]["median"]
+            print(f"  {model} {mp:g} MP {size[0]}×{size[1]}: rembg {med['rembg']:.2f} s; " + "; ".join(
+                f"{c} {med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns), flush=True)
+        del preds
+    worker.close()
+    tmp.cleanup()
+
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}\n")
+    print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
+    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+    for (model, mp), r in results.items():
+        med = r["median"]
+        cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
+        w, h = r["size"]
+        print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+    print("\nCPU seconds (both sides' threads; steadier than wall time on a busy machine)\n")
+    print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
+    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+    for (model, mp), r in results.items():
+        med = r["cpu_median"]
+        cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
+        w, h = r["size"]
+        print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+    print("\nSeconds per megapixel, wall (a flat row: cost grows no faster than the pixel count)\n")
+    print("| model | side | " + " | ".join(f"{mp:g} MP" for mp in args.sizes) + " |")
+    print("| --- | --- | " + " | ".join("---:" for _ in args.sizes) + " |")
+    for model in args.models:
+        for side in ["rembg", *columns]:
+            cells = []
+            for mp in args.sizes:
+                r = results[(model, mp)]
+                cells.append(f"{r['median'][side] / (r['size'][0] * r['size'][1] / 1e6):.3f}")
+            print(f"| {model} | {side} | " + " | ".join(cells) + " |")
+    print("\nOutput file sizes (MB), ours against rembg's for the same photo\n")
+    print("| photo | model | rembg | " + " | ".join(f"ours {c}" for c in columns) + " |")
+    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+    for (model, mp), r in results.items():
+        b = r["bytes"]
+        cells = [f"{b[c] / 1e6:.2f} ({b[c] / b['rembg']:.2f}×)" for c in columns]
+        print(f"| {mp:g} MP | {model} | {b['rembg'] / 1e6:.2f} | " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "encoding": args.encoding,
+                                         "results": [{"model": m, "megapixels": mp, **r}
+                                                     for (m, mp), r in results.items()]}, indent=1))
     return 0
 
 

@@ -37,11 +37,59 @@ from .vocabulary import (
 # --------------------------------------------------------------------------- helpers
 
 
-def _inputs(image: ImageInput, mask: ImageInput) -> tuple[np.ndarray, np.ndarray]:
-    """The image as float32 H×W×3 (0..255) and the mask as uint8 H×W, both new arrays."""
+def _inputs8(image: ImageInput, mask: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+    """The image as uint8 H×W×3 and the mask as uint8 H×W, read-only: effects convert one
+    stripe at a time to float, so a big photo is never a full-size float copy."""
     img = load_image(image)
     m = load_mask(mask, size=img.size)
-    return np.asarray(img, dtype=np.float32).copy(), np.array(m, dtype=np.uint8)
+    return np.asarray(img), np.asarray(m)
+
+
+# Full-resolution float work runs on stripes of this many rows at most (and ~1 MP), so that
+# a 24-megapixel photo holds uint8 arrays and a few stripe-sized float ones, and so that the
+# parts of a cut-out where alpha is 0 can be skipped tile by tile (see _visible_runs).
+_STRIPE_ROWS = 128
+_BLOCK = 128  # columns: tiles of a stripe with no visible pixel are skipped
+
+
+def _stripes(h: int, w: int) -> Iterable[tuple[int, int]]:
+    rows = max(1, min(_STRIPE_ROWS, 1_000_000 // max(1, w)))
+    for r0 in range(0, h, rows):
+        yield r0, min(h, r0 + rows)
+
+
+def _visible_runs(alpha: np.ndarray) -> list[tuple[int, int]]:
+    """Column ranges (whole _BLOCK-wide tiles, merged) of a stripe of an alpha array that hold
+    a pixel above 0: only there is a cut-out's colour visible."""
+    w = alpha.shape[1]
+    n = -(-w // _BLOCK)
+    cols = np.zeros(n * _BLOCK, bool)
+    cols[:w] = alpha.any(axis=0)
+    blocks = np.concatenate([[False], cols.reshape(n, _BLOCK).any(axis=1), [False]])
+    edges = np.flatnonzero(blocks[1:] != blocks[:-1])
+    return [(int(a) * _BLOCK, min(w, int(b) * _BLOCK)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _upscaler(small: np.ndarray, size: tuple[int, int]):
+    """A function (r0, r1, c0=0, c1=width) → that window of `small` (a smooth float H×W or
+    H×W×C field) resized bilinearly to `size` (width, height), as float32: the full-size field
+    one stripe or tile at a time. Each channel becomes a Pillow "F" image once, not per window."""
+    w, h = size
+    hs, ws = small.shape[:2]
+    if (ws, hs) == (w, h):
+        return lambda r0, r1, c0=0, c1=w: small[r0:r1, c0:c1]
+    planes = small[..., None] if small.ndim == 2 else small
+    channels = [Image.fromarray(np.ascontiguousarray(planes[..., c], np.float32), "F")
+                for c in range(planes.shape[2])]
+
+    def window(r0: int, r1: int, c0: int = 0, c1: int = w) -> np.ndarray:
+        box = (c0 * ws / w, r0 * hs / h, c1 * ws / w, r1 * hs / h)
+        out = np.empty((r1 - r0, c1 - c0, len(channels)), np.float32)
+        for c, channel in enumerate(channels):
+            out[..., c] = np.asarray(channel.resize((c1 - c0, r1 - r0), Image.BILINEAR, box=box))
+        return out[..., 0] if small.ndim == 2 else out
+
+    return window
 
 
 def _to_image(arr: np.ndarray, mode: str | None = None) -> Image.Image:
@@ -79,7 +127,7 @@ def _check_nonneg(name: str, value: float) -> None:
 
 def _foreground(m: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels whose value / 255 is above `threshold` (the shared foreground rule)."""
-    return m.astype(np.float32) > np.float32(threshold * 255.0)
+    return m > np.float32(threshold * 255.0)  # compared as float32, without a float copy
 
 
 def _pixels(amount: float, total: int) -> float:
@@ -109,6 +157,16 @@ def _downscaled(arr: np.ndarray, factor: int, run) -> np.ndarray:
     h, w = arr.shape[:2]
     small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
     return _resize(run(_resize(arr, small, Image.BOX)), (w, h), Image.BILINEAR)
+
+
+def _downscaled_rows(arr: np.ndarray, factor: int, run):
+    """`_downscaled` as a function (r0, r1) → those rows of the result: the scaled-up field is
+    made one stripe at a time instead of as one full-size float array."""
+    h, w = arr.shape[:2]
+    if factor <= 1:
+        return _upscaler(run(arr.astype(np.float32)), (w, h))
+    small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
+    return _upscaler(run(_resize(arr, small, Image.BOX)), (w, h))
 
 
 def _gaussian(arr: np.ndarray, sigma: float) -> np.ndarray:
@@ -199,6 +257,81 @@ def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
 # --------------------------------------------------------------------------- cut-out
 
 
+def _correct(photo: np.ndarray, alpha: np.ndarray, blurred_f: np.ndarray,
+             blurred_b: np.ndarray) -> np.ndarray:
+    """Blur fusion's correction F = F̂ + α (I − α F̂ − (1 − α) B̂), in place to spare memory."""
+    out = alpha * blurred_f
+    np.subtract(photo, out, out=out)
+    out -= (1 - alpha) * blurred_b
+    out *= alpha
+    out += blurred_f
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+class _BlurFusion:
+    """`estimate_foreground` in two parts: the smooth local means of foreground and background
+    colours, computed once for the whole photo at no more than ~2 megapixels, and the final
+    correction at full resolution, for any window of the photo (`colours`). A cut-out asks
+    only for the windows where alpha is above 0, the only pixels whose colour shows."""
+
+    def __init__(self, image: np.ndarray, alpha: np.ndarray) -> None:
+        # image: H×W×3 uint8 or float (0..255); alpha: H×W float32 (0..1).
+        self.image = image
+        self.alpha = a = alpha[..., None]
+        h, w = alpha.shape
+        # The local means are smooth, so they are computed at no more than ~2 megapixels; only
+        # the final correction, which restores the fine detail, runs at full resolution.
+        k = max(1, math.ceil(math.sqrt(h * w / 2_000_000)))
+        small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
+        img_s = (_resize(image, small, Image.BOX) if k > 1 else image.astype(np.float32)) / 255.0
+        a_s = _resize(a, small, Image.BOX) if k > 1 else a
+        # The paper's radii (90, then 6) are for ~2-megapixel photos; smaller photos get a
+        # window of an eighth of their side, wide enough to reach solid foreground across a
+        # soft edge.
+        r1 = int(np.clip(round(max(a_s.shape[:2]) / 8), 5, 90))
+        r2 = int(np.clip(round(r1 / 15), 2, 6))
+
+        def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int):
+            # Alpha-weighted local means of foreground and background colours.
+            blurred_a = _box_blur(alpha_, r)
+            blurred_f = _box_blur(fg * alpha_, r) / (blurred_a + 1e-5)
+            blurred_b = _box_blur(bg * (1 - alpha_), r) / ((1 - blurred_a) + 1e-5)
+            return blurred_f, blurred_b
+
+        def confident_means(x: np.ndarray) -> np.ndarray:
+            # Pass 1 averages only confident pixels (alpha near 1 for F, near 0 for B), so a
+            # wide soft edge does not pull the estimate towards the mix; where no confident
+            # pixel is in reach it falls back to the paper's alpha weights.
+            photo, alpha_ = x[..., :3], x[..., 3:]
+            r = max(1, round(r1 / factor))
+            w_f = np.clip(2 * alpha_ - 1, 0, 1) ** 4
+            w_b = np.clip(1 - 2 * alpha_, 0, 1) ** 4
+            reach_f, reach_b = _box_blur(w_f, r), _box_blur(w_b, r)
+            conf_f = _box_blur(photo * w_f, r) / (reach_f + 1e-5)
+            conf_b = _box_blur(photo * w_b, r) / (reach_b + 1e-5)
+            paper_f, paper_b = means(photo, photo, alpha_, r)
+            return np.concatenate([np.where(reach_f > 1e-3, conf_f, paper_f),
+                                   np.where(reach_b > 1e-3, conf_b, paper_b)], axis=2)
+
+        # Pass 1, wide: its means are smooth at scale r1, so computed at a further reduced size.
+        factor = max(1, r1 // 8)
+        both = _downscaled(np.concatenate([img_s, a_s], axis=2), factor, confident_means)
+        fg_s = _correct(img_s, a_s, both[..., :3], both[..., 3:])
+        # Pass 2, narrow.
+        blurred_f, blurred_b = means(fg_s, both[..., 3:], a_s, r2)
+        self._f, self._b = _upscaler(blurred_f, (w, h)), _upscaler(blurred_b, (w, h))
+
+    def colours(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Foreground colours (float32, 0..255) of rows r0:r1, columns c0:c1; where alpha is 1
+        they are the photo's."""
+        photo = self.image[r0:r1, c0:c1].astype(np.float32, copy=False)
+        alpha = self.alpha[r0:r1, c0:c1]
+        part = _correct(photo / 255.0, alpha, self._f(r0, r1, c0, c1), self._b(r0, r1, c0, c1))
+        part *= 255.0
+        np.copyto(part, photo, where=alpha >= 1.0)
+        return part
+
+
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours at soft edges, free of the old background's colour.
 
@@ -209,81 +342,47 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     keeps wide soft edges from biasing it. Where alpha is 1 the colour is the image's exactly.
 
     Parameters:
-        image: H×W×3 float (0..255).
+        image: H×W×3 float or uint8 (0..255).
         alpha: H×W float (0..1).
 
     Returns:
-        H×W×3 float32 foreground colours (0..255).
+        H×W×3 float32 foreground colours (0..255), for every pixel (the effects compute them
+        only where alpha is above 0).
     """
-    image = image.astype(np.float32, copy=False)
-    a = alpha.astype(np.float32)[..., None]
-    h, w = a.shape[:2]
-    # The local means are smooth, so they are computed at no more than ~2 megapixels; only
-    # the final correction, which restores the fine detail, runs at full resolution.
-    k = max(1, math.ceil(math.sqrt(h * w / 2_000_000)))
-    small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
-    img_s = (_resize(image, small, Image.BOX) if k > 1 else image) / 255.0
-    a_s = _resize(a, small, Image.BOX) if k > 1 else a
-    # The paper's radii (90, then 6) are for ~2-megapixel photos; smaller photos get a window
-    # of an eighth of their side, wide enough to reach solid foreground across a soft edge.
-    r1 = int(np.clip(round(max(a_s.shape[:2]) / 8), 5, 90))
-    r2 = int(np.clip(round(r1 / 15), 2, 6))
-
-    def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int):
-        # Alpha-weighted local means of foreground and background colours.
-        blurred_a = _box_blur(alpha_, r)
-        blurred_f = _box_blur(fg * alpha_, r) / (blurred_a + 1e-5)
-        blurred_b = _box_blur(bg * (1 - alpha_), r) / ((1 - blurred_a) + 1e-5)
-        return blurred_f, blurred_b
-
-    def correct(photo: np.ndarray, alpha_: np.ndarray, blurred_f: np.ndarray,
-                blurred_b: np.ndarray) -> np.ndarray:
-        # F = F̂ + α (I − α F̂ − (1 − α) B̂), in place to spare memory on big photos.
-        out = alpha_ * blurred_f
-        np.subtract(photo, out, out=out)
-        out -= (1 - alpha_) * blurred_b
-        out *= alpha_
-        out += blurred_f
-        return np.clip(out, 0.0, 1.0, out=out)
-
-    def confident_means(x: np.ndarray) -> np.ndarray:
-        # Pass 1 averages only confident pixels (alpha near 1 for F, near 0 for B), so a wide
-        # soft edge does not pull the estimate towards the mix; where no confident pixel is in
-        # reach it falls back to the paper's alpha weights.
-        photo, alpha_ = x[..., :3], x[..., 3:]
-        r = max(1, round(r1 / factor))
-        w_f = np.clip(2 * alpha_ - 1, 0, 1) ** 4
-        w_b = np.clip(1 - 2 * alpha_, 0, 1) ** 4
-        reach_f, reach_b = _box_blur(w_f, r), _box_blur(w_b, r)
-        conf_f = _box_blur(photo * w_f, r) / (reach_f + 1e-5)
-        conf_b = _box_blur(photo * w_b, r) / (reach_b + 1e-5)
-        paper_f, paper_b = means(photo, photo, alpha_, r)
-        return np.concatenate([np.where(reach_f > 1e-3, conf_f, paper_f),
-                               np.where(reach_b > 1e-3, conf_b, paper_b)], axis=2)
-
-    # Pass 1, wide: its means are smooth at scale r1, so computed at a further reduced size.
-    factor = max(1, r1 // 8)
-    both = _downscaled(np.concatenate([img_s, a_s], axis=2), factor, confident_means)
-    fg_s = correct(img_s, a_s, both[..., :3], both[..., 3:])
-    # Pass 2, narrow.
-    blurred_f, blurred_b = means(fg_s, both[..., 3:], a_s, r2)
-    # Final correction at full resolution, in stripes of rows so that a 64-megapixel photo
-    # never holds more than a few full-size float arrays at once.
+    if image.dtype != np.uint8:
+        image = image.astype(np.float32, copy=False)
+    h, w = alpha.shape[:2]
+    fusion = _BlurFusion(image, alpha.astype(np.float32))
+    # Full-width stripes of ~2 megapixels: a 64-megapixel photo never holds more than a few
+    # full-size float arrays at once.
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, 2_000_000 // w)
-    hs, ws = blurred_f.shape[:2]
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
-        if k > 1:
-            size, box = (w, r1 - r0), (0.0, r0 * hs / h, float(ws), r1 * hs / h)
-            bf = _resize(blurred_f, size, Image.BILINEAR, box)
-            bb = _resize(blurred_b, size, Image.BILINEAR, box)
-        else:
-            bf, bb = blurred_f[r0:r1], blurred_b[r0:r1]
-        part = correct(image[r0:r1] / 255.0, a[r0:r1], bf, bb)
-        part *= 255.0
-        np.copyto(part, image[r0:r1], where=a[r0:r1] >= 1.0)
-        out[r0:r1] = part
+        out[r0:r1] = fusion.colours(r0, r1, 0, w)
+    return out
+
+
+def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool,
+                   box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The RGBA cut-out as uint8 H×W×4 (or only its `box` x0, y0, x1, y1, inside the image):
+    alpha is `alpha8`; colour is 0 where alpha is 0 (invisible, and zeros compress), elsewhere
+    the photo's or its decontaminated colour. Only tiles holding a visible pixel are computed."""
+    h, w = alpha8.shape
+    x0, y0, x1, y1 = box or (0, 0, w, h)
+    out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+    out[..., 3] = alpha8[y0:y1, x0:x1]
+    fusion = _BlurFusion(rgb, alpha8.astype(np.float32) / 255.0) if decontaminate else None
+    for r0, r1 in _stripes(h, w):
+        r0, r1 = max(r0, y0), min(r1, y1)
+        if r0 >= r1:
+            continue
+        for c0, c1 in _visible_runs(alpha8[r0:r1, x0:x1]):
+            c0, c1 = c0 + x0, c1 + x0
+            window = out[r0 - y0:r1 - y0, c0 - x0:c1 - x0, :3]
+            window[...] = (_to_uint8(fusion.colours(r0, r1, c0, c1)) if fusion is not None
+                           else rgb[r0:r1, c0:c1])
+            np.copyto(window, 0, where=(alpha8[r0:r1, c0:c1] == 0)[..., None])
     return out
 
 
@@ -302,21 +401,18 @@ def cutout(image: ImageInput, mask: ImageInput, threshold: float | None = None,
 
     Returns:
         RGBA image of the image's size whose alpha is the (refined) mask; where the mask is 255
-        the colours are the image's.
+        the colours are the image's, where it is 0 the pixel is (0, 0, 0, 0), as rembg's (fully
+        transparent pixels show nothing, and zeros make the PNG small and quick to write).
     """
-    rgb, m = _inputs(image, mask)
+    rgb, m = _inputs8(image, mask)
     refined = _refined(m, threshold, feather, min_island, fill_holes)
-    if decontaminate:
-        colour = _to_uint8(estimate_foreground(rgb, refined.astype(np.float32) / 255.0))
-    else:
-        colour = _to_uint8(rgb)
-    return Image.fromarray(np.dstack([colour, refined]), "RGBA")
+    return Image.fromarray(_cutout_pixels(rgb, refined, decontaminate), "RGBA")
 
 
 # --------------------------------------------------------------------------- backgrounds
 
 def _fit_image(background: ImageInput, size: tuple[int, int], fit: str) -> np.ndarray:
-    """A background picture fitted to `size` (width, height) as float H×W×3."""
+    """A background picture fitted to `size` (width, height) as uint8 H×W×3."""
     bg = load_image(background)
     w, h = size
     if fit == "stretch":
@@ -335,24 +431,33 @@ def _fit_image(background: ImageInput, size: tuple[int, int], fit: str) -> np.nd
             canvas = _to_image(_gaussian(filler, max(4.0, max(w, h) / 40)))
             canvas.paste(scaled, ((w - sw) // 2, (h - sh) // 2))
             out = canvas
-    return np.asarray(out, dtype=np.float32)
+    return np.asarray(out)
 
 
-def _blurred_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float) -> np.ndarray:
+def _blurred_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float):
     """The photo blurred with the object left out (normalised convolution), so the subject's
-    colours do not smear into a halo around it."""
+    colours do not smear into a halo around it.
+
+    Returns a function (r0, r1) → those rows of it, float32 (r1 - r0)×W×3: wide blurs run at
+    reduced resolution and are scaled up one stripe at a time."""
     if sigma <= 0:
-        return rgb.copy()
-    weight = (1.0 - alpha)[..., None]
+        return lambda r0, r1: rgb[r0:r1].astype(np.float32)
+    h, w = alpha.shape
     factor = int(sigma // 3) if sigma > 6 else 1
+    small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
     k = 1e-3  # deep inside the object, fall back to the plain blur
+    weight = 1.0 - alpha
 
-    def run(x: np.ndarray) -> np.ndarray:
-        s = sigma / factor
-        g = ndimage.gaussian_filter(x, (s, s, 0), mode="nearest", truncate=4.0)
-        return (g[..., :3] + k * g[..., 4:]) / (g[..., 3:4] + k)
+    def blurred(plane: np.ndarray) -> np.ndarray:
+        # One channel at a time (the same numbers as a 3-D filter with sigma 0 across
+        # channels), shrunk first: a big photo never becomes a 7-channel float array.
+        plane = _resize(plane, small, Image.BOX) if factor > 1 else plane.astype(np.float32)
+        return ndimage.gaussian_filter(plane, sigma / factor, mode="nearest", truncate=4.0)
 
-    return _downscaled(np.concatenate([rgb * weight, weight, rgb], axis=2), factor, run)
+    g_weight = blurred(weight)[..., None]
+    g_bg = np.stack([blurred(rgb[..., c].astype(np.float32) * weight) for c in range(3)], axis=2)
+    g_all = np.stack([blurred(rgb[..., c]) for c in range(3)], axis=2)
+    return _upscaler((g_bg + k * g_all) / (g_weight + k), (w, h))
 
 
 def _composite(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -396,19 +501,36 @@ def replace_background(image: ImageInput, mask: ImageInput,
     bg_spec = parse_background(background)
     if bg_spec.kind == "transparent":
         return cutout(image, mask, threshold, feather, decontaminate, min_island, fill_holes)
-    rgb, m = _inputs(image, mask)
-    alpha = _alpha(m, threshold, feather, min_island, fill_holes)
+    rgb, m = _inputs8(image, mask)
+    refined = _refined(m, threshold, feather, min_island, fill_holes)
+    alpha = refined.astype(np.float32) / 255.0
     h, w = m.shape
     if bg_spec.kind == "blur":
-        bg = _blurred_background(rgb, alpha, float(blur_radius))
+        background_rows = _blurred_background(rgb, alpha, float(blur_radius))
     elif bg_spec.kind == "grayscale":
-        bg = np.repeat(_luma(rgb)[..., None], 3, axis=2)
+        def background_rows(r0: int, r1: int) -> np.ndarray:
+            return _luma(rgb[r0:r1].astype(np.float32))[..., None]
     elif bg_spec.kind == "picture":
-        bg = _fit_image(bg_spec.picture, (w, h), fit)
+        # Fitted once and kept as uint8; a stripe at a time becomes float.
+        picture = _fit_image(bg_spec.picture, (w, h), fit)
+
+        def background_rows(r0: int, r1: int) -> np.ndarray:
+            return picture[r0:r1].astype(np.float32)
     else:
-        bg = np.broadcast_to(np.array(bg_spec.rgb, np.float32), (h, w, 3)).copy()
-    fg = estimate_foreground(rgb, alpha) if decontaminate else rgb
-    return _to_image(_composite(fg, bg, alpha), "RGB")
+        colour = np.array(bg_spec.rgb, np.float32)  # one pixel that broadcasts
+
+        def background_rows(r0: int, r1: int) -> np.ndarray:
+            return colour
+    fusion = _BlurFusion(rgb, alpha) if decontaminate else None
+    out = np.empty((h, w, 3), np.uint8)
+    for r0, r1 in _stripes(h, w):
+        fg = rgb[r0:r1].astype(np.float32)
+        if fusion is not None:
+            # Estimated colours only where alpha is above 0: elsewhere the background shows.
+            for c0, c1 in _visible_runs(refined[r0:r1]):
+                fg[:, c0:c1] = fusion.colours(r0, r1, c0, c1)
+        out[r0:r1] = _to_uint8(_composite(fg, background_rows(r0, r1), alpha[r0:r1]))
+    return Image.fromarray(out, "RGB")
 
 
 # --------------------------------------------------------------------------- boxes
@@ -478,9 +600,15 @@ def bounding_boxes(mask: ImageInput, threshold: float = 0.5, min_area: float = 0
     labels, count = ndimage.label(fg, structure=np.ones((3, 3), bool))
     if not count:
         return Boxes([], None)
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(fg, labels, index)
-    sums = ndimage.sum_labels(m.astype(np.float64), labels, index)
+    # Pixel counts and mask sums per label, stripe by stripe: whole numbers, so exact, and no
+    # float64 copy of a big mask.
+    areas = np.zeros(count + 1, np.int64)
+    sums = np.zeros(count + 1, np.int64)
+    for r0, r1 in _stripes(*m.shape):
+        flat = labels[r0:r1].ravel()
+        areas += np.bincount(flat, minlength=count + 1)
+        sums += np.bincount(flat, m[r0:r1].ravel(), minlength=count + 1).astype(np.int64)
+    areas, sums = areas[1:], sums[1:]
     slices = ndimage.find_objects(labels)
     limit = _pixels(float(min_area), m.size)
     boxes = []
@@ -599,42 +727,55 @@ def highlight(image: ImageInput, mask: ImageInput, mode: str = "dim", strength: 
         raise OptionError(f"mode must be one of {', '.join(HIGHLIGHT_MODES)}, got {mode!r}")
     _check_unit("strength", strength)
     s = float(strength)
-    rgb, m = _inputs(image, mask)
+    rgb, m = _inputs8(image, mask)
     alpha = _alpha(m, threshold, feather)
     h, w = m.shape
     if s == 0:
-        return _to_image(rgb, "RGB")
-    if mode == "dim":
-        out = rgb * (1.0 - s * (1.0 - alpha))[..., None]
-    elif mode == "desaturate":
-        grey = np.repeat(_luma(rgb)[..., None], 3, axis=2)
-        out = _composite(rgb, rgb + s * (grey - rgb), alpha)
-    elif mode == "blur":
-        out = _composite(rgb, _blurred_background(rgb, alpha, s * 0.03 * max(h, w)), alpha)
-    elif mode == "tint":
+        return Image.fromarray(rgb.copy(), "RGB")
+    if mode == "blur":
+        blurred = _blurred_background(rgb, alpha, s * 0.03 * max(h, w))
+    elif mode in ("tint", "outline"):
         c = np.array(parse_colour(colour), np.float32)
-        # Multiply by the colour, lifted so dark parts still show the tint.
-        tinted = c * (0.35 + 0.65 * _luma(rgb)[..., None] / 255.0)
-        weight = (s * alpha)[..., None]
-        out = rgb + weight * (tinted - rgb)
-    elif mode == "outline":
-        c = np.array(parse_colour(colour), np.float32)
+    if mode == "outline":
         width = thickness if thickness is not None else max(2, round(max(h, w) / 160))
         _check_nonneg("thickness", width)
         inside = alpha > 0.5
         if not inside.any():
-            return _to_image(rgb, "RGB")
+            return Image.fromarray(rgb.copy(), "RGB")
         # Distance outside the object; the line hugs its edge. A thick line's distance field is
         # smooth at its own scale, so it is computed at reduced resolution.
         factor = max(1, int(width) // 4)
-        dist = _downscaled(alpha, factor, lambda a: factor * ndimage.distance_transform_edt(
+        distance = _downscaled_rows(alpha, factor, lambda a: factor * ndimage.distance_transform_edt(
             a <= 0.5).astype(np.float32))
-        coverage = np.where(inside, 0.0, np.clip(width + 0.5 - dist, 0.0, 1.0))
-        weight = (min(1.0, 2 * s) * coverage)[..., None].astype(np.float32)
-        out = rgb + weight * (c - rgb)
-    else:  # heatmap
-        out = rgb + s * (colormap(m.astype(np.float32) / 255.0) - rgb)
-    return _to_image(out, "RGB")
+    elif mode == "heatmap":
+        jet = colormap(np.arange(256, dtype=np.float32) / 255.0)  # the map of each mask value
+
+    def stripe(r0: int, r1: int) -> np.ndarray:
+        # The effect on rows r0:r1: pixel by pixel, so the photo is float one stripe at a time.
+        x, a = rgb[r0:r1].astype(np.float32), alpha[r0:r1]
+        if mode == "dim":
+            return x * (1.0 - s * (1.0 - a))[..., None]
+        if mode == "desaturate":
+            grey = _luma(x)[..., None]
+            return _composite(x, x + s * (grey - x), a)
+        if mode == "blur":
+            return _composite(x, blurred(r0, r1), a)
+        if mode == "tint":
+            # Multiply by the colour, lifted so dark parts still show the tint.
+            tinted = c * (0.35 + 0.65 * _luma(x)[..., None] / 255.0)
+            weight = (s * a)[..., None]
+            return x + weight * (tinted - x)
+        if mode == "outline":
+            coverage = np.where(inside[r0:r1], 0.0,
+                                np.clip(width + 0.5 - distance(r0, r1), 0.0, 1.0))
+            weight = (min(1.0, 2 * s) * coverage)[..., None].astype(np.float32)
+            return x + weight * (c - x)
+        return x + s * (jet[m[r0:r1]] - x)  # heatmap
+
+    out = np.empty((h, w, 3), np.uint8)
+    for r0, r1 in _stripes(h, w):
+        out[r0:r1] = _to_uint8(stripe(r0, r1))
+    return Image.fromarray(out, "RGB")
 
 
 # --------------------------------------------------------------------------- crop
@@ -736,16 +877,26 @@ def crop(image: ImageInput, mask: ImageInput, padding: float | int | str = "5%",
     img = load_image(image)
     m = load_mask(mask, size=img.size)
     W, H = img.size
-    if output == "image":
-        source = img
-    elif output == "mask":
-        source = m.copy()
-    else:
-        source = cutout(img, m)
+
+    def source(x0: int, y0: int, x1: int, y1: int) -> Image.Image:
+        if output == "image":
+            return img.crop((x0, y0, x1, y1))
+        if output == "mask":
+            return m.crop((x0, y0, x1, y1))
+        # The cut-out of the crop only (its colours still come from the whole photo); where
+        # the box passes the photo's edge the pixels stay transparent.
+        inside = (max(0, x0), max(0, y0), min(W, x1), min(H, y1))
+        pixels = _cutout_pixels(np.asarray(img), np.asarray(m), True, inside)
+        if inside == (x0, y0, x1, y1):
+            return Image.fromarray(pixels, "RGBA")
+        out = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
+        out.paste(Image.fromarray(pixels, "RGBA"), (inside[0] - x0, inside[1] - y0))
+        return out
+
     found = bounding_boxes(m, threshold, min_area).union
     if found is None:
         _parse_padding(padding, W, H)  # still refuse a bad value
-        return Crop(source, (0, 0, W, H), True,
+        return Crop(source(0, 0, W, H), (0, 0, W, H), True,
                     f"no salient object above threshold {threshold:g}: returned the whole image")
     ox0, oy0, ox1, oy1 = found.x0, found.y0, found.x1, found.y1
     px, py = _parse_padding(padding, ox1 - ox0, oy1 - oy0)
@@ -769,6 +920,5 @@ def crop(image: ImageInput, mask: ImageInput, padding: float | int | str = "5%",
         x0 = _place(w, centre[0], W, (ox0, ox1))
         y0 = _place(h, centre[1], H, (oy0, oy1))
         x1, y1 = x0 + w, y0 + h
-    cropped = source.crop((x0, y0, x1, y1))
-    return Crop(cropped, (x0, y0, x1, y1), False,
+    return Crop(source(x0, y0, x1, y1), (x0, y0, x1, y1), False,
                 f"cropped to {x1 - x0}×{y1 - y0} at ({x0}, {y0}){note}")

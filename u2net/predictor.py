@@ -77,7 +77,8 @@ def preprocess(image: Image.Image, size: int) -> np.ndarray:
     Returns:
         The image resized, divided by its maximum and normalised with ImageNet mean/std.
     """
-    x = resize_bilinear(np.asarray(image.convert("RGB")), size)
+    # An RGB image is read as it is: convert("RGB") would copy a 12-megapixel photo first.
+    x = resize_bilinear(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size)
     peak = float(x.max())
     if peak > 0:  # an all-black picture stays 0 instead of 0/0
         x /= peak

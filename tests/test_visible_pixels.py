@@ -1,0 +1,214 @@
+"""The speed work must not change what a person sees.
+
+The effects compute a big photo in stripes and tiles, skip the tiles where a cut-out is fully
+transparent, and keep the photo as uint8 between stripes. Here every output is checked against
+a straightforward whole-image computation written in this file (or the public
+`estimate_foreground`, which still computes every pixel of the photo at once), with real u2netp
+masks on real photos:
+
+- visible pixels (RGB where alpha > 0 in an RGBA output, every pixel otherwise) differ by at
+  most 1 grey level, on at most 0.1 % of them: the tiles scale the smooth colour fields up
+  window by window, and Pillow's resampling weights for a window differ from the whole image's
+  in the last bits of a float, which can move a value across a rounding boundary;
+- fully transparent pixels are (0, 0, 0, 0), as in rembg's cut-outs;
+- where alpha is 255 a cut-out holds the photo's colour exactly.
+
+The 1800 × 1200 photo is over 2 megapixels, so the decontamination's colour fields are made at
+reduced resolution and scaled up tile by tile, the path that phone photos take.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from u2net import effects
+from u2net.effects import crop, cutout, estimate_foreground, highlight, replace_background
+
+MAX_LEVELS = 1  # grey levels
+MAX_FRACTION = 1e-3  # of the visible pixels that may differ at all
+# Against a float64 formula (the effects compute in float32), more values sit near a rounding
+# boundary: still at most 1 grey level, on at most 1 % of the values.
+FORMULA_FRACTION = 1e-2
+
+
+@pytest.fixture(scope="module")
+def photos(reference_dir, weights_dir):
+    """(name, photo, real u2netp mask): a 2.2-megapixel bike, the horse, the examples' cat."""
+    from pathlib import Path
+
+    from u2net.predictor import Predictor
+
+    predictor = Predictor("u2netp", weights=weights_dir / "u2netp.onnx", device="cpu", cache_size=0)
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    sources = {
+        "bike": Image.open(reference_dir / "images" / "bike.jpg").convert("RGB").resize(
+            (1800, 1200), Image.BILINEAR),
+        "horse": Image.open(reference_dir / "images" / "horse.jpg").convert("RGB"),
+        "cat": Image.open(examples / "cat.jpg").convert("RGB"),
+    }
+    return [(name, photo, predictor.predict(photo)) for name, photo in sources.items()]
+
+
+def rounded(values: np.ndarray) -> np.ndarray:
+    """Float 0..255 to uint8, rounding half up (as the effects do)."""
+    return np.clip(np.floor(np.asarray(values, np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
+def assert_same_visible(got: Image.Image | np.ndarray, want: np.ndarray, alpha: np.ndarray | None = None,
+                        what: str = "", fraction: float = MAX_FRACTION) -> None:
+    """RGB of `got` against `want` where alpha > 0 (everywhere when alpha is None)."""
+    got_rgb = np.asarray(got)[..., :3].astype(np.int16)
+    diff = np.abs(got_rgb - want[..., :3].astype(np.int16))
+    if alpha is not None:
+        diff = diff[alpha > 0]
+    worst = int(diff.max()) if diff.size else 0
+    changed = float((diff > 0).mean()) if diff.size else 0.0
+    assert worst <= MAX_LEVELS, f"{what}: visible pixels differ by {worst} grey levels"
+    assert changed <= fraction, f"{what}: {changed:.4%} of visible values differ"
+
+
+def assert_transparent_zero(rgba: Image.Image, what: str = "") -> None:
+    arr = np.asarray(rgba)
+    hidden = arr[..., 3] == 0
+    assert hidden.any(), f"{what}: the test needs transparent pixels"
+    assert not arr[hidden].any(), f"{what}: fully transparent pixels must be (0, 0, 0, 0)"
+
+
+def full_estimate(photo: Image.Image, alpha8: np.ndarray) -> np.ndarray:
+    """Decontaminated colours of every pixel, computed on the whole photo at once."""
+    return estimate_foreground(np.asarray(photo, np.float32), alpha8.astype(np.float32) / 255.0)
+
+
+def composite(fg: np.ndarray, bg: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
+    """alpha·F + (1 − alpha)·B, in float64, exact at alpha 0 and 1."""
+    a = (alpha8.astype(np.float64) / 255.0)[..., None]
+    out = fg * a + np.broadcast_to(bg, fg.shape) * (1.0 - a)
+    out = np.where(a >= 1.0, fg, out)
+    return np.where(a <= 0.0, np.broadcast_to(bg, fg.shape), out)
+
+
+def test_cutout_shows_the_whole_photo_estimate_and_zeros(photos):
+    for name, photo, mask in photos:
+        m = np.asarray(mask)
+        cut = cutout(photo, mask)
+        assert cut.mode == "RGBA" and cut.size == photo.size
+        assert np.array_equal(np.asarray(cut)[..., 3], m), name
+        assert_same_visible(cut, rounded(full_estimate(photo, m)), m, f"{name} cut-out")
+        assert_transparent_zero(cut, name)
+        # The same pixels whichever way the app asks for them.
+        assert np.array_equal(np.asarray(replace_background(photo, mask, "transparent")),
+                              np.asarray(cut)), name
+
+
+def test_cutout_without_decontamination_is_the_photo_where_visible(photos):
+    for name, photo, mask in photos:
+        m = np.asarray(mask)
+        cut = np.asarray(cutout(photo, mask, decontaminate=False))
+        assert np.array_equal(cut[..., 3], m)
+        visible = m > 0
+        assert np.array_equal(cut[..., :3][visible], np.asarray(photo)[visible]), name
+        assert not cut[~visible].any(), name
+
+
+def test_opaque_pixels_keep_the_photo_exactly(photos):
+    for name, photo, mask in photos:
+        for feather in (0.0, 3.0):
+            cut = np.asarray(cutout(photo, mask, threshold=0.5, feather=feather))
+            opaque = cut[..., 3] == 255
+            assert opaque.any()
+            assert np.array_equal(cut[..., :3][opaque], np.asarray(photo)[opaque]), (name, feather)
+            assert not cut[cut[..., 3] == 0].any(), (name, feather)
+            refined = np.asarray(effects.refine_mask(mask, threshold=0.5, feather=feather))
+            assert_same_visible(cut, rounded(full_estimate(photo, refined)), refined,
+                                f"{name} hard edge, feather {feather}")
+
+
+def test_crop_of_the_cutout_is_the_cutout_cropped(photos):
+    for name, photo, mask in photos:
+        whole = np.asarray(cutout(photo, mask))
+        # 1:1 with wide padding: on these photos the box passes an edge of the picture.
+        for aspect, padding in (("free", "5%"), ("1:1", "60%")):
+            result = crop(photo, mask, padding=padding, aspect=aspect, output="cutout")
+            x0, y0, x1, y1 = result.box
+            got = np.asarray(result.image)
+            assert got.shape == (y1 - y0, x1 - x0, 4)
+            # The reference: the whole cut-out with a transparent border around it.
+            pad = max(0, -x0, -y0, x1 - photo.width, y1 - photo.height)
+            framed = np.pad(whole, ((pad, pad), (pad, pad), (0, 0)))
+            want = framed[y0 + pad:y1 + pad, x0 + pad:x1 + pad]
+            assert np.array_equal(got[..., 3], want[..., 3]), (name, aspect)
+            assert_same_visible(got, want, want[..., 3], f"{name} crop {aspect}")
+            assert not got[got[..., 3] == 0].any(), (name, aspect)
+
+
+def test_new_backgrounds_are_the_composite_of_the_estimate(photos, tmp_path):
+    brick = Image.open(effects.__file__.replace("u2net/effects.py", "examples/background_brick.jpg"))
+    for name, photo, mask in photos:
+        m = np.asarray(mask)
+        rgb = np.asarray(photo, np.float64)
+        fg = full_estimate(photo, m).astype(np.float64)
+        grey = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)[..., None]
+        # "cover": the picture scaled to cover the frame and cropped in the middle.
+        scale = max(photo.width / brick.width, photo.height / brick.height)
+        sw, sh = max(1, round(brick.width * scale)), max(1, round(brick.height * scale))
+        left, top = (sw - photo.width) // 2, (sh - photo.height) // 2
+        picture = np.asarray(brick.convert("RGB").resize((sw, sh), Image.LANCZOS).crop(
+            (left, top, left + photo.width, top + photo.height)), np.float64)
+        cases = {"white": (np.array([255.0, 255.0, 255.0]), fg),
+                 "grayscale": (grey, fg),
+                 "picture": (picture, fg)}
+        for background, (bg, front) in cases.items():
+            arg = brick if background == "picture" else background
+            got = replace_background(photo, mask, arg)
+            assert got.mode == "RGB"
+            assert_same_visible(got, rounded(composite(front, bg, m)), None, f"{name} {background}",
+                                FORMULA_FRACTION)
+        got = replace_background(photo, mask, "white", decontaminate=False)
+        assert_same_visible(got, rounded(composite(rgb, np.array([255.0] * 3), m)), None,
+                            f"{name} white, no decontamination", FORMULA_FRACTION)
+
+
+def test_blurred_background_is_the_whole_image_blur(photos):
+    """The "blur" background against the whole-image normalised convolution: the photo with
+    the object's weight taken out, shrunk, blurred, divided and scaled up as one image."""
+    for name, photo, mask in photos:
+        m = np.asarray(mask)
+        rgb = np.asarray(photo, np.float32)
+        alpha = m.astype(np.float32) / 255.0
+        h, w = m.shape
+        sigma = 12.0
+        factor = int(sigma // 3)
+        small = (-(-w // factor), -(-h // factor))
+        weight = (1.0 - alpha)[..., None]
+        stack = np.concatenate([rgb * weight, weight, rgb], axis=2)
+        g = ndimage.gaussian_filter(effects._resize(stack, small, Image.BOX),
+                                    (sigma / factor, sigma / factor, 0), mode="nearest", truncate=4.0)
+        blurred = effects._resize((g[..., :3] + 1e-3 * g[..., 4:]) / (g[..., 3:4] + 1e-3), (w, h),
+                                  Image.BILINEAR)
+        fg = full_estimate(photo, m).astype(np.float64)
+        got = replace_background(photo, mask, "blur", blur_radius=sigma)
+        assert_same_visible(got, rounded(composite(fg, blurred.astype(np.float64), m)), None,
+                            f"{name} blur", FORMULA_FRACTION)
+
+
+def test_highlights_are_their_formulas(photos):
+    for name, photo, mask in photos:
+        m = np.asarray(mask)
+        rgb = np.asarray(photo, np.float64)
+        a = (m.astype(np.float64) / 255.0)[..., None]
+        grey = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)[..., None]
+        red = np.array([255.0, 59.0, 48.0])  # the default colour, #ff3b30
+        s = 0.6
+        want = {
+            "dim": rgb * (1.0 - s * (1.0 - a)),
+            "desaturate": composite(rgb, rgb + s * (grey - rgb), m),
+            "tint": rgb + s * a * (red * (0.35 + 0.65 * grey / 255.0) - rgb),
+            "heatmap": rgb + s * (effects.colormap(m.astype(np.float32) / 255.0) - rgb),
+        }
+        for mode, expected in want.items():
+            got = highlight(photo, mask, mode=mode, strength=s)
+            assert_same_visible(got, rounded(expected), None, f"{name} {mode}", FORMULA_FRACTION)
+        assert np.array_equal(np.asarray(highlight(photo, mask, "dim", strength=0)), np.asarray(photo))
