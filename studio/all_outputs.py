@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from .common import (
     readable_errors,
     rerender,
     save,
-    save_all,
     upload_key,
 )
 
@@ -71,19 +71,26 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
                 if key in _made and Path(_made[key][0]).exists()}
     todo = [kind for kind in KINDS if kind not in made]
     folder = output_folder()
-    if todo:
-        result = render(image, mask, todo, options)
-        images = {kind: result.images[kind] for kind in todo}
-        if "before" not in made:
-            images["before"] = image  # the slider's "before": the upright photo, as a JPEG
-        paths = save_all(images, folder, image_path, formats={"before": "jpg"})
-        extra = {"boxes": result.boxes.to_dict() if result.boxes is not None else None, "crop": result.crop}
-        with _made_lock:
-            for kind, path in paths.items():
-                _made[keys[kind]] = (path, extra.get(kind))
-            while len(_made) > MADE_KEPT:
-                _made.popitem(last=False)
-            made.update({kind: _made[keys[kind]] for kind in paths})
+    if "before" not in made:
+        todo.append("before")  # the slider's "before": the upright photo, as a JPEG
+
+    def make(kind: str) -> tuple[str, Any]:
+        # Each output rendered and written on its own thread: numpy, scipy and Pillow's
+        # encoders release the GIL, so the outputs of a phone photo share the cores.
+        if kind == "before":
+            return save(image, folder, image_path, "before", "jpg"), None
+        result = render(image, mask, [kind], options)
+        extra = result.boxes.to_dict() if kind == "boxes" else result.crop
+        return save(result.images[kind], folder, image_path, kind), extra
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for kind, value in zip(todo, pool.map(make, todo), strict=True):
+            made[kind] = value
+    with _made_lock:
+        for kind in todo:
+            _made[keys[kind]] = made[kind]
+        while len(_made) > MADE_KEPT:
+            _made.popitem(last=False)
     crop = made["crop"][1]
     notes = [] if not crop.empty else [f"**Crop:** {crop.message}"]
     try:

@@ -15,7 +15,6 @@ a temporary file next to `dst` and renamed.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -33,7 +32,7 @@ from PIL import Image
 
 from .errors import InvalidImageError
 from .images import load_image
-from .outputs import RenderOptions, render
+from .outputs import RenderOptions, encode, render
 from .vocabulary import VIDEO_BACKGROUND_KEYWORDS, Background, PictureInput, parse_background
 
 OUTPUT_SUFFIXES = (".mp4", ".webm", ".zip")
@@ -289,9 +288,7 @@ class _Writer:
         self.frames += 1
         self.times.append(t)
         if self.suffix == ".zip":
-            buf = io.BytesIO()
-            frame.save(buf, "PNG", compress_level=1)  # speed over a few percent of size
-            self.zip.writestr(f"frame_{self.frames:06d}.png", buf.getvalue())
+            self.zip.writestr(f"frame_{self.frames:06d}.png", encode(frame, "png"))
             return
         arr = np.asarray(frame.convert("RGBA" if self.alpha else "RGB"))
         vf = av.VideoFrame.from_ndarray(arr, format="rgba" if self.alpha else "rgb24")
