@@ -124,7 +124,7 @@ def main() -> int:
                 time.sleep(1)
         warm = file_data(upload(url, photo(1, folder, 999)))
         call(url, "all_outputs", [warm, args.model, "white", "dim", "free"])
-        print(f"model {args.model}; medians of {args.repeat}; peer = Pillow decode + PNG level-1 encode")
+        print(f"model {args.model}; medians of {args.repeat}; peer = Pillow decode + one PNG encode with the product's settings")
         print(f"{'photo':>6} | {'peer':>6} | {'all outputs (new photo)':>24} | "
               f"{'all outputs (control moved)':>28} | {'remove background':>18}")
         for size in (float(s) for s in args.sizes.split(",")):
