@@ -291,8 +291,10 @@ def refuse_non_numbers(demo: gr.Blocks) -> None:
 
         def preprocess(payload: Any, _original=gradio_preprocess, _c=component) -> Any:
             if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))):
-                raise gr.Error(f"{_c.label or 'this value'} must be a number from {_c.minimum} to "
-                               f"{_c.maximum}, got {str(payload)[:40]!r}")
+                bounds = (f" from {_c.minimum:g} to {_c.maximum:g}"
+                          if _c.minimum is not None and _c.maximum is not None else "")
+                raise gr.Error(f"{_c.label or 'this value'} must be a number{bounds}, "
+                               f"got {str(payload)[:40]!r}")
             return _original(payload)
 
         component.preprocess = preprocess
