@@ -217,7 +217,10 @@ def _start_worker(job: Job, threads: int, parent: int) -> None:
     _die_with_parent(parent)
     import torch
 
+    from . import effects
+
     torch.set_num_threads(max(1, threads))
+    effects.use_threads(threads)  # one process per core already keeps the cores busy
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process

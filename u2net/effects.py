@@ -12,6 +12,7 @@ rule shared by `refine_mask`, `bounding_boxes` and `crop`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -56,6 +57,32 @@ def _stripes(h: int, w: int) -> Iterable[tuple[int, int]]:
     rows = max(1, min(_STRIPE_ROWS, 1_000_000 // max(1, w)))
     for r0 in range(0, h, rows):
         yield r0, min(h, r0 + rows)
+
+
+_STRIPE_THREADS = min(4, os.cpu_count() or 1)
+_PARALLEL_PIXELS = 2_000_000  # smaller photos: threads cost more than they save
+
+
+def use_threads(count: int) -> None:
+    """How many threads the effects may use on a big photo (default: the CPU cores, at most
+    4). Batch worker processes, one per core, set 1."""
+    global _STRIPE_THREADS
+    _STRIPE_THREADS = max(1, int(count))
+
+
+def _each_stripe(h: int, w: int, work) -> None:
+    """Run `work(r0, r1)` on every stripe, on a few threads for big photos: each stripe writes
+    its own rows, and numpy and Pillow release the GIL, so the stripes share the cores. The
+    result is the same as one after the other."""
+    stripes = list(_stripes(h, w))
+    if h * w < _PARALLEL_PIXELS or _STRIPE_THREADS < 2:
+        for r0, r1 in stripes:
+            work(r0, r1)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_STRIPE_THREADS) as pool:
+        list(pool.map(lambda rows: work(*rows), stripes))  # a stripe's exception is raised here
 
 
 def _visible_runs(alpha: np.ndarray) -> list[tuple[int, int]]:
@@ -373,16 +400,19 @@ def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool,
     out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
     out[..., 3] = alpha8[y0:y1, x0:x1]
     fusion = _BlurFusion(rgb, alpha8.astype(np.float32) / 255.0) if decontaminate else None
-    for r0, r1 in _stripes(h, w):
+
+    def stripe(r0: int, r1: int) -> None:
         r0, r1 = max(r0, y0), min(r1, y1)
         if r0 >= r1:
-            continue
+            return
         for c0, c1 in _visible_runs(alpha8[r0:r1, x0:x1]):
             c0, c1 = c0 + x0, c1 + x0
             window = out[r0 - y0:r1 - y0, c0 - x0:c1 - x0, :3]
             window[...] = (_to_uint8(fusion.colours(r0, r1, c0, c1)) if fusion is not None
                            else rgb[r0:r1, c0:c1])
             np.copyto(window, 0, where=(alpha8[r0:r1, c0:c1] == 0)[..., None])
+
+    _each_stripe(h, w, stripe)
     return out
 
 
@@ -523,13 +553,16 @@ def replace_background(image: ImageInput, mask: ImageInput,
             return colour
     fusion = _BlurFusion(rgb, alpha) if decontaminate else None
     out = np.empty((h, w, 3), np.uint8)
-    for r0, r1 in _stripes(h, w):
+
+    def stripe(r0: int, r1: int) -> None:
         fg = rgb[r0:r1].astype(np.float32)
         if fusion is not None:
             # Estimated colours only where alpha is above 0: elsewhere the background shows.
             for c0, c1 in _visible_runs(refined[r0:r1]):
                 fg[:, c0:c1] = fusion.colours(r0, r1, c0, c1)
         out[r0:r1] = _to_uint8(_composite(fg, background_rows(r0, r1), alpha[r0:r1]))
+
+    _each_stripe(h, w, stripe)
     return Image.fromarray(out, "RGB")
 
 
