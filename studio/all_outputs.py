@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from u2net import effects
 from u2net.errors import WeightsError
 from u2net.outputs import RenderOptions, render
 from u2net.vocabulary import ASPECTS, BACKGROUND_KEYWORDS, HIGHLIGHT_MODES
@@ -79,7 +80,8 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
         # encoders release the GIL, so the outputs of a phone photo share the cores.
         if kind == "before":
             return save(image, folder, image_path, "before", "jpg"), None
-        result = render(image, mask, [kind], options)
+        with effects.threads_here(1):  # the outputs already share the cores
+            result = render(image, mask, [kind], options)
         extra = result.boxes.to_dict() if kind == "boxes" else result.crop
         return save(result.images[kind], folder, image_path, kind), extra
 

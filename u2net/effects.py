@@ -11,8 +11,10 @@ rule shared by `refine_mask`, `bounding_boxes` and `crop`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -63,6 +65,9 @@ _STRIPE_THREADS = min(4, os.cpu_count() or 1)
 _PARALLEL_PIXELS = 2_000_000  # smaller photos: threads cost more than they save
 
 
+_this_thread = threading.local()
+
+
 def use_threads(count: int) -> None:
     """How many threads the effects may use on a big photo (default: the CPU cores, at most
     4). Batch worker processes, one per core, set 1."""
@@ -70,18 +75,31 @@ def use_threads(count: int) -> None:
     _STRIPE_THREADS = max(1, int(count))
 
 
+@contextlib.contextmanager
+def threads_here(count: int):
+    """Within the block, effects called from this thread use at most `count` threads (a
+    front end that already runs several outputs side by side asks for 1)."""
+    before = getattr(_this_thread, "count", None)
+    _this_thread.count = max(1, int(count))
+    try:
+        yield
+    finally:
+        _this_thread.count = before
+
+
 def _each_stripe(h: int, w: int, work) -> None:
     """Run `work(r0, r1)` on every stripe, on a few threads for big photos: each stripe writes
     its own rows, and numpy and Pillow release the GIL, so the stripes share the cores. The
     result is the same as one after the other."""
     stripes = list(_stripes(h, w))
-    if h * w < _PARALLEL_PIXELS or _STRIPE_THREADS < 2:
+    count = getattr(_this_thread, "count", None) or _STRIPE_THREADS
+    if h * w < _PARALLEL_PIXELS or count < 2:
         for r0, r1 in stripes:
             work(r0, r1)
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=_STRIPE_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=count) as pool:
         list(pool.map(lambda rows: work(*rows), stripes))  # a stripe's exception is raised here
 
 
