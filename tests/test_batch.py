@@ -356,3 +356,15 @@ def test_damaged_zip_input_is_refused(tmp_path):
     fake.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ArchiveError, match="not a readable zip"):
         run_batch([fake], tmp_path / "out", ["mask"], workers=1, progress=False)
+
+
+def test_manifest_lists_every_images_boxes_whatever_the_outputs(tmp_path):
+    """manifest.csv's boxes column is filled for each image even when no output is the boxes
+    (as before the render layer: the manifest is where a batch user finds the objects)."""
+    photo = tmp_path / "in" / "cat.jpg"
+    photo.parent.mkdir()
+    Image.open(ROOT / "examples" / "cat.jpg").convert("RGB").resize((150, 100)).save(photo)
+    report = run_batch([photo.parent], tmp_path / "out", ["mask"], workers=1, progress=False)
+    row = next(r for r in report.rows if r["input"] == "cat.jpg")
+    boxes = json.loads(row["boxes"])
+    assert boxes["count"] >= 1 and boxes["boxes"][0]["x1"] > boxes["boxes"][0]["x0"]

@@ -126,7 +126,7 @@ def render_and_write(task: Task, job: Job, image: Image.Image, mask: Image.Image
                      started: float) -> dict:
     """Render every output of one image, write each atomically, and return its journal row."""
     portrait = _predictor(PORTRAIT_MODEL, job) if "portrait" in job.kinds else None
-    result = render(image, mask, job.kinds, job.options, portrait_predictor=portrait)
+    result = render(image, mask, job.kinds, job.options, portrait_predictor=portrait, with_boxes=True)
     boxes = result.boxes.to_dict() if result.boxes is not None else {}
     out_root = Path(job.out_root)
     targets: list[tuple[Path, str, bytes]] = []

@@ -226,7 +226,8 @@ class Rendered:
 
 
 def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
-           options: RenderOptions | None = None, portrait_predictor: Any = None) -> Rendered:
+           options: RenderOptions | None = None, portrait_predictor: Any = None,
+           with_boxes: bool = False) -> Rendered:
     """Every requested output of one image from its one mask.
 
     Parameters:
@@ -235,6 +236,8 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
         kinds: output kinds (vocabulary.OUTPUT_KINDS), made in the order given.
         options: RenderOptions (default: the defaults).
         portrait_predictor: the u2net_portrait predictor; needed only for "portrait".
+        with_boxes: find the boxes even when no output needs them (the batch's manifest
+            lists every image's boxes).
 
     Returns:
         Rendered(images={kind: image}, boxes, crop).
@@ -256,7 +259,7 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
         if options.refines():
             refined = effects.refine_mask(mask, options.threshold, options.min_island,
                                           options.fill_holes, options.feather)
-        if "boxes" in kinds or "crop" in kinds:
+        if with_boxes or "boxes" in kinds or "crop" in kinds:
             result.boxes = effects.bounding_boxes(refined, threshold=options.box_threshold,
                                                   min_area=options.min_area)
     elif set(kinds) - {"portrait"}:
