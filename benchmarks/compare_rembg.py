@@ -415,21 +415,18 @@ def run_sizes(args) -> int:
     tmp.cleanup()
 
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}\n")
-    print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
-    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
-    for (model, mp), r in results.items():
-        med = r["median"]
-        cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
-        w, h = r["size"]
-        print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+    def table(key: str) -> None:
+        print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
+        print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+        for (model, mp), r in results.items():
+            med = r[key]
+            cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
+            w, h = r["size"]
+            print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+
+    table("median")
     print("\nCPU seconds (both sides' threads; steadier than wall time on a busy machine)\n")
-    print("| photo | model | rembg remove() | " + " | ".join(f"ours {c}" for c in columns) + " |")
-    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
-    for (model, mp), r in results.items():
-        med = r["cpu_median"]
-        cells = [f"{med[c]:.2f} s ({med[c] / med['rembg']:.2f}×)" for c in columns]
-        w, h = r["size"]
-        print(f"| {w}×{h} ({mp:g} MP) | {model} | {med['rembg']:.2f} s | " + " | ".join(cells) + " |")
+    table("cpu_median")
     print("\nSeconds per megapixel, wall (a flat row: cost grows no faster than the pixel count)\n")
     print("| model | side | " + " | ".join(f"{mp:g} MP" for mp in args.sizes) + " |")
     print("| --- | --- | " + " | ".join("---:" for _ in args.sizes) + " |")
