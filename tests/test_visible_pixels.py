@@ -212,3 +212,31 @@ def test_highlights_are_their_formulas(photos):
             got = highlight(photo, mask, mode=mode, strength=s)
             assert_same_visible(got, rounded(expected), None, f"{name} {mode}", FORMULA_FRACTION)
         assert np.array_equal(np.asarray(highlight(photo, mask, "dim", strength=0)), np.asarray(photo))
+
+
+def test_box_blur_is_scipys_uniform_filter():
+    # The decontamination's box blur runs on OpenCV for speed; it must keep scipy's window
+    # (even sizes included) and its mirrored edges, or every soft edge's colour would move.
+    rng = np.random.default_rng(7)
+    for shape in ((37, 53), (37, 53, 3), (40, 31, 1), (5, 9, 4)):
+        arr = rng.random(shape, dtype=np.float32)
+        for size in (1, 2, 5, 6, 12, 31, 60):
+            sizes = (size, size, 1) if arr.ndim == 3 else size
+            want = ndimage.uniform_filter(arr.astype(np.float64), sizes, mode="reflect")
+            got = effects._box_blur(arr, size)
+            assert got.shape == arr.shape and got.dtype == np.float32, (shape, size)
+            assert np.abs(got - want).max() < 1e-5, (shape, size)
+
+
+def test_correction_is_blur_fusions_formula():
+    # F = F̂ + α(I − αF̂ − (1 − α)B̂), clipped to 0..1 (Forte & Pitié); the effects compute it
+    # rearranged in place, which must not change it beyond float32 rounding.
+    rng = np.random.default_rng(3)
+    photo, f, b = (rng.random((30, 40, 3), dtype=np.float32) for _ in range(3))
+    alpha = rng.random((30, 40, 1), dtype=np.float32)
+    alpha[:5] = 0.0
+    alpha[-5:] = 1.0
+    a, i, f64, b64 = (x.astype(np.float64) for x in (alpha, photo, f, b))
+    want = np.clip(f64 + a * (i - a * f64 - (1 - a) * b64), 0, 1)
+    got = effects._correct(photo.copy(), alpha, f, b)
+    assert np.abs(got - want).max() < 1e-6

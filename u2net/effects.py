@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -73,6 +74,19 @@ def use_threads(count: int) -> None:
     4). Batch worker processes, one per core, set 1."""
     global _STRIPE_THREADS
     _STRIPE_THREADS = max(1, int(count))
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(_STRIPE_THREADS)
+
+
+def _cv2():
+    """OpenCV, imported on first use (the app's start-up does not pay for it), with no more
+    threads than the effects may use."""
+    import cv2
+
+    if not getattr(_cv2, "ready", False):
+        cv2.setNumThreads(_STRIPE_THREADS)
+        _cv2.ready = True  # type: ignore[attr-defined]
+    return cv2
 
 
 @contextlib.contextmanager
@@ -87,20 +101,24 @@ def threads_here(count: int):
         _this_thread.count = before
 
 
-def _each_stripe(h: int, w: int, work) -> None:
-    """Run `work(r0, r1)` on every stripe, on a few threads for big photos: each stripe writes
-    its own rows, and numpy and Pillow release the GIL, so the stripes share the cores. The
-    result is the same as one after the other."""
-    stripes = list(_stripes(h, w))
+def _each_task(pixels: int, tasks: Iterable, work) -> None:
+    """Run `work(task)` for every task, on a few threads when the photo has `pixels` enough to
+    repay them: each task writes its own part of the result, and numpy and Pillow release the
+    GIL, so the tasks share the cores. The result is the same as one after the other."""
     count = getattr(_this_thread, "count", None) or _STRIPE_THREADS
-    if h * w < _PARALLEL_PIXELS or count < 2:
-        for r0, r1 in stripes:
-            work(r0, r1)
+    if pixels < _PARALLEL_PIXELS or count < 2:
+        for task in tasks:
+            work(task)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=count) as pool:
-        list(pool.map(lambda rows: work(*rows), stripes))  # a stripe's exception is raised here
+        list(pool.map(work, tasks))  # a task's exception is raised here
+
+
+def _each_stripe(h: int, w: int, work) -> None:
+    """Run `work(r0, r1)` on every stripe (threads as `_each_task`)."""
+    _each_task(h * w, list(_stripes(h, w)), lambda rows: work(*rows))
 
 
 def _visible_runs(alpha: np.ndarray) -> list[tuple[int, int]]:
@@ -189,8 +207,11 @@ def _resize(arr: np.ndarray, size: tuple[int, int], resample: int,
         return np.asarray(Image.fromarray(np.ascontiguousarray(arr, np.float32), "F")
                           .resize(size, resample, box=box))
     out = np.empty((size[1], size[0], arr.shape[2]), np.float32)
-    for c in range(arr.shape[2]):
+
+    def plane(c: int) -> None:
         out[..., c] = _resize(arr[..., c], size, resample, box)
+
+    _each_task(arr.shape[0] * arr.shape[1], range(arr.shape[2]), plane)
     return out
 
 
@@ -230,9 +251,16 @@ def _gaussian(arr: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _box_blur(arr: np.ndarray, size: int) -> np.ndarray:
+    """Mean over a size×size window (edges mirrored), each channel apart. OpenCV's box filter
+    is 3–5× faster than scipy's and gives the same window and values (to float rounding)."""
     size = max(1, int(size))
-    sizes = (size, size, 1) if arr.ndim == 3 else size
-    return ndimage.uniform_filter(arr, sizes, mode="reflect")
+    h, w = arr.shape[:2]
+    if size > min(h, w):  # a window wider than the picture: scipy mirrors it again and again
+        sizes = (size, size, 1) if arr.ndim == 3 else size
+        return ndimage.uniform_filter(arr, sizes, mode="reflect")
+    cv2 = _cv2()
+    out = cv2.blur(np.ascontiguousarray(arr, np.float32), (size, size), borderType=cv2.BORDER_REFLECT)
+    return out.reshape(arr.shape)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -305,9 +333,11 @@ def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
 def _correct(photo: np.ndarray, alpha: np.ndarray, blurred_f: np.ndarray,
              blurred_b: np.ndarray) -> np.ndarray:
     """Blur fusion's correction F = F̂ + α (I − α F̂ − (1 − α) B̂), in place to spare memory."""
-    out = alpha * blurred_f
+    # I − αF̂ − (1 − α)B̂ written as (I − B̂) − α(F̂ − B̂): one temporary, no (1 − α) array.
+    out = np.subtract(blurred_f, blurred_b)
+    out *= alpha
     np.subtract(photo, out, out=out)
-    out -= (1 - alpha) * blurred_b
+    out -= blurred_b
     out *= alpha
     out += blurred_f
     return np.clip(out, 0.0, 1.0, out=out)
