@@ -154,6 +154,21 @@ def test_every_foreground_pixel_is_inside_a_box_and_the_union(mask, threshold):
 
 
 @PROPS
+@given(blobby_mask(), st.sampled_from([0.0, 0.5]))
+def test_boxes_areas_and_scores_are_scipys(mask, threshold):
+    # Boxes are found with OpenCV's labelling; scipy's, written out here, is the reference.
+    fg = mask.astype(float) / 255 > threshold
+    labels, count = ndimage.label(fg, structure=EIGHT)
+    want = []
+    for i, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
+        region = labels == i
+        want.append((xs.start, ys.start, xs.stop, ys.stop, int(region.sum()),
+                     round(float(mask[region].astype(np.int64).sum() / region.sum() / 255.0), 4)))
+    got = [(b.x0, b.y0, b.x1, b.y1, b.area, b.score) for b in bounding_boxes(mask, threshold, min_area=0)]
+    assert sorted(got) == sorted(want)
+
+
+@PROPS
 @given(blobby_mask(), st.integers(2, 30))
 def test_specks_below_min_area_are_dropped(mask, min_area):
     found = bounding_boxes(mask, threshold=0.0, min_area=min_area)

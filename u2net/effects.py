@@ -678,27 +678,27 @@ def bounding_boxes(mask: ImageInput, threshold: float = 0.5, min_area: float = 0
     _check_nonneg("min_area", min_area)
     m = np.array(load_mask(mask), dtype=np.uint8)
     fg = _foreground(m, float(threshold))
-    labels, count = ndimage.label(fg, structure=np.ones((3, 3), bool))
-    if not count:
-        return Boxes([], None)
-    # Pixel counts and mask sums per label, stripe by stripe: whole numbers, so exact, and no
-    # float64 copy of a big mask.
-    areas = np.zeros(count + 1, np.int64)
-    sums = np.zeros(count + 1, np.int64)
-    for r0, r1 in _stripes(*m.shape):
-        flat = labels[r0:r1].ravel()
-        areas += np.bincount(flat, minlength=count + 1)
-        sums += np.bincount(flat, m[r0:r1].ravel(), minlength=count + 1).astype(np.int64)
-    areas, sums = areas[1:], sums[1:]
-    slices = ndimage.find_objects(labels)
+    cv2 = _cv2()
+    # OpenCV's labelling gives each region's box and pixel count in one pass (scipy's label,
+    # find_objects and a bincount took 3× as long on a phone photo's mask).
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(fg.view(np.uint8), connectivity=8,
+                                                               ltype=cv2.CV_32S)
     limit = _pixels(float(min_area), m.size)
+    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= limit]
+    # The mask's sum over each region (whole numbers, so exact): read within the kept regions'
+    # boxes, unless they overlap so much (many long thin regions) that one pass over all is less.
+    spans = stats[kept, cv2.CC_STAT_WIDTH].astype(np.int64) * stats[kept, cv2.CC_STAT_HEIGHT]
+    every = None
+    if spans.sum() > 2 * m.size:
+        every = np.zeros(count, np.int64)
+        for r0, r1 in _stripes(*m.shape):
+            every += np.bincount(labels[r0:r1].ravel(), m[r0:r1].ravel(), minlength=count).astype(np.int64)
     boxes = []
-    for i, sl in enumerate(slices):
-        if sl is None or areas[i] < limit:
-            continue
-        ys, xs = sl
-        boxes.append(Box(int(xs.start), int(ys.start), int(xs.stop), int(ys.stop),
-                         int(areas[i]), round(float(sums[i] / areas[i] / 255.0), 4)))
+    for i in kept:
+        x, y, w, h, area = (int(v) for v in stats[i, :5])
+        total = (int(every[i]) if every is not None else
+                 int(np.sum(m[y:y + h, x:x + w], where=labels[y:y + h, x:x + w] == i, dtype=np.int64)))
+        boxes.append(Box(x, y, x + w, y + h, area, round(float(total / area / 255.0), 4)))
     boxes.sort(key=lambda b: (-b.area, b.y0, b.x0))
     if not boxes:
         return Boxes([], None)
