@@ -114,6 +114,75 @@ def test_refuses_an_export_with_too_few_convolutions(weights_dir, tmp_path):
         load_model("u2netp", bad)
 
 
+@pytest.mark.parametrize("arch", ["u2netp", "u2net"])
+def test_onnx_reader_reads_what_the_onnx_package_reads(arch, weights_dir):
+    # The loader decodes ONNX itself (importing `onnx` cost every process half a second); the
+    # onnx package is the reference for every node, attribute and tensor of the real exports.
+    from u2net.onnxfile import read_graph
+
+    path = weights_dir / f"{arch}.onnx"
+    ours = read_graph(path)
+    theirs = onnx.load(str(path)).graph
+    tensors = {t.name: numpy_helper.to_array(t) for t in theirs.initializer}
+    assert ours.tensors.keys() == tensors.keys()
+    for name, want in tensors.items():
+        got = ours.tensors[name]
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+    assert len(ours.nodes) == len(theirs.node)
+    for got, want in zip(ours.nodes, theirs.node, strict=True):
+        assert (got.op_type, got.name, got.inputs, got.outputs) == (
+            want.op_type, want.name, list(want.input), list(want.output))
+        for attr in want.attribute:
+            value = onnx.helper.get_attribute_value(attr)
+            if isinstance(value, onnx.TensorProto):
+                assert np.array_equal(got.attributes[attr.name], numpy_helper.to_array(value))
+            else:
+                assert got.attributes[attr.name] == (list(value) if isinstance(value, list) else value)
+
+
+def test_onnx_reader_reads_float_data_and_constant_nodes(weights_dir, tmp_path):
+    # Exporters may store a tensor as float_data instead of raw bytes, or as a Constant node.
+    def restore_differently(graph):
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        weight = convs[0].input[1]
+        for i, t in enumerate(graph.initializer):
+            if t.name == weight:
+                arr = numpy_helper.to_array(t)
+                graph.initializer[i].CopyFrom(onnx.helper.make_tensor(weight, onnx.TensorProto.FLOAT,
+                                                                      arr.shape, arr.ravel().tolist()))
+        bias = convs[1].input[2]
+        for t in list(graph.initializer):
+            if t.name == bias:
+                graph.initializer.remove(t)
+                graph.node.insert(0, onnx.helper.make_node("Constant", [], [bias], value=t))
+
+    edited = tmp_path / "u2netp.onnx"
+    _edited_copy(weights_dir / "u2netp.onnx", edited, restore_differently)
+    want, got = load_model("u2netp", weights_dir / "u2netp.onnx"), load_model("u2netp", edited)
+    for (name, a), (_, b) in zip(want.state_dict().items(), got.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_refuses_truncated_and_corrupt_onnx_files(weights_dir, tmp_path):
+    data = (weights_dir / "u2netp.onnx").read_bytes()
+    cut = tmp_path / "u2netp.onnx"
+    for broken in (data[: len(data) // 2], data[:-7], data[:1] + b"\xff" * 40 + data[41:], b"\x08"):
+        cut.write_bytes(broken)
+        with pytest.raises(WeightsError, match="not a readable ONNX file|does not fit|not a stored tensor|no bias"):
+            load_model("u2netp", cut)
+    # Bytes flipped anywhere in the graph's first part: refused (or read), never another error.
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        flipped = bytearray(data)
+        for pos in rng.integers(0, 200_000, 3):
+            flipped[pos] ^= int(rng.integers(1, 256))
+        cut.write_bytes(bytes(flipped))
+        try:
+            load_model("u2netp", cut)
+        except WeightsError:
+            pass
+
+
 def test_refuses_small_weights_in_the_full_architecture(weights_dir):
     with pytest.raises(WeightsError, match="does not fit the u2net architecture"):
         load_model("u2net", weights_dir / "u2netp.onnx")

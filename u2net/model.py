@@ -282,27 +282,24 @@ def _check_shape(what: str, name: str, got: tuple, want: tuple, path: Path, arch
 
 
 def _load_onnx(model: U2Net, path: Path) -> None:
+    from .onnxfile import OnnxFormatError, read_graph  # no `onnx` import: half a second saved
+
     try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as exc:  # pragma: no cover - onnx is a runtime requirement
-        raise WeightsError("reading .onnx weights needs the 'onnx' package: pip install onnx") from exc
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as exc:
+        graph = read_graph(path)
+    except (OnnxFormatError, OSError) as exc:
         raise WeightsError(f"{path.name}: not a readable ONNX file ({exc})") from None
-    inits = {t.name: t for t in graph.initializer}
-    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    consts = {n.outputs[0]: n for n in graph.nodes if n.op_type == "Constant" and n.outputs}
 
     def tensor(name: str) -> np.ndarray:
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        if name in consts:  # some exporters put weights in Constant nodes
-            return numpy_helper.to_array(consts[name].attribute[0].t)
+        if name in graph.tensors:
+            return graph.tensors[name]
+        value = consts[name].attributes.get("value") if name in consts else None
+        if isinstance(value, np.ndarray):  # some exporters put weights in Constant nodes
+            return value
         raise WeightsError(f"{path.name}: Conv input {name!r} is not a stored tensor; "
                            "not an inference-form U²-Net export")
 
-    conv_nodes = [n for n in graph.node if n.op_type == "Conv"]
+    conv_nodes = [n for n in graph.nodes if n.op_type == "Conv"]
     order = conv_call_order(model)
     arch = model.architecture
     if len(conv_nodes) != len(order):
@@ -312,10 +309,10 @@ def _load_onnx(model: U2Net, path: Path) -> None:
         )
     state: dict[str, torch.Tensor] = {}
     for node, (name, conv) in zip(conv_nodes, order, strict=True):
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if len(node.input) < 3:
+        attrs = node.attributes
+        if len(node.inputs) < 3:
             raise WeightsError(f"{path.name}: Conv {node.name} has no bias; not an inference-form export")
-        weight, bias = tensor(node.input[1]), tensor(node.input[2])
+        weight, bias = tensor(node.inputs[1]), tensor(node.inputs[2])
         _check_shape("the weight", name, weight.shape, conv.weight.shape, path, arch)
         _check_shape("the bias", name, bias.shape, conv.bias.shape, path, arch)
         # Kernel geometry must match too: a same-shaped conv with other dilation is another net.
@@ -327,7 +324,7 @@ def _load_onnx(model: U2Net, path: Path) -> None:
                     raise WeightsError(f"{path.name}: Conv {node.name} ({name}) has {key}={got}, "
                                        f"the {arch} architecture needs {want}")
         # Side outputs keep their PyTorch names in rembg's exports: a free cross-check of order.
-        stored = node.input[1]
+        stored = node.inputs[1]
         if not stored[:1].isdigit() and stored.endswith(".weight") and stored != f"{name}.weight":
             raise WeightsError(f"{path.name}: Conv {node.name} holds {stored!r} where the model "
                                f"calls {name}; the layer order does not match {arch}")
