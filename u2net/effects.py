@@ -51,7 +51,7 @@ def _inputs8(image: ImageInput, mask: ImageInput) -> tuple[np.ndarray, np.ndarra
 
 # Full-resolution float work runs on stripes of this many rows at most (and ~1 MP), so that
 # a 24-megapixel photo holds uint8 arrays and a few stripe-sized float ones, and so that the
-# parts of a cut-out where alpha is 0 can be skipped tile by tile (see _visible_runs).
+# parts of a cut-out where alpha is 0 or 255 can be skipped tile by tile (see _tile_runs).
 _STRIPE_ROWS = 128
 _BLOCK = 128  # columns: tiles of a stripe with no visible pixel are skipped
 
@@ -121,16 +121,21 @@ def _each_stripe(h: int, w: int, work) -> None:
     _each_task(h * w, list(_stripes(h, w)), lambda rows: work(*rows))
 
 
-def _visible_runs(alpha: np.ndarray) -> list[tuple[int, int]]:
-    """Column ranges (whole _BLOCK-wide tiles, merged) of a stripe of an alpha array that hold
-    a pixel above 0: only there is a cut-out's colour visible."""
+def _tile_runs(alpha: np.ndarray) -> list[tuple[int, int, str]]:
+    """Column ranges (whole _BLOCK-wide tiles, merged) of a stripe of a uint8 alpha array, each
+    with what its tiles hold: "clear" (alpha 0 throughout: only the background shows),
+    "solid" (255 throughout: only the photo shows) or "mixed" (anything else)."""
     w = alpha.shape[1]
     n = -(-w // _BLOCK)
-    cols = np.zeros(n * _BLOCK, bool)
-    cols[:w] = alpha.any(axis=0)
-    blocks = np.concatenate([[False], cols.reshape(n, _BLOCK).any(axis=1), [False]])
-    edges = np.flatnonzero(blocks[1:] != blocks[:-1])
-    return [(int(a) * _BLOCK, min(w, int(b) * _BLOCK)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    pad = n * _BLOCK - w
+    lo = np.pad(alpha.min(axis=0), (0, pad), mode="edge").reshape(n, _BLOCK).min(axis=1)
+    hi = np.pad(alpha.max(axis=0), (0, pad), mode="edge").reshape(n, _BLOCK).max(axis=1)
+    states = np.where(hi == 0, 0, np.where(lo == 255, 1, 2))
+    names = ("clear", "solid", "mixed")
+    edges = np.flatnonzero(np.diff(states)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [n]])
+    return [(int(a) * _BLOCK, min(w, int(b) * _BLOCK), names[states[a]]) for a, b in zip(starts, ends, strict=True)]
 
 
 def _upscaler(small: np.ndarray, size: tuple[int, int]):
@@ -453,11 +458,15 @@ def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool,
         r0, r1 = max(r0, y0), min(r1, y1)
         if r0 >= r1:
             return
-        for c0, c1 in _visible_runs(alpha8[r0:r1, x0:x1]):
+        for c0, c1, state in _tile_runs(alpha8[r0:r1, x0:x1]):
+            if state == "clear":
+                continue  # (0, 0, 0, 0) already
             c0, c1 = c0 + x0, c1 + x0
             window = out[r0 - y0:r1 - y0, c0 - x0:c1 - x0, :3]
-            window[...] = (_to_uint8(fusion.colours(r0, r1, c0, c1)) if fusion is not None
-                           else rgb[r0:r1, c0:c1])
+            if state == "solid" or fusion is None:  # where alpha is 255 the colour is the photo's
+                window[...] = rgb[r0:r1, c0:c1]
+            else:
+                window[...] = _to_uint8(fusion.colours(r0, r1, c0, c1))
             np.copyto(window, 0, where=(alpha8[r0:r1, c0:c1] == 0)[..., None])
 
     _each_stripe(h, w, stripe)
@@ -603,12 +612,20 @@ def replace_background(image: ImageInput, mask: ImageInput,
     out = np.empty((h, w, 3), np.uint8)
 
     def stripe(r0: int, r1: int) -> None:
-        fg = rgb[r0:r1].astype(np.float32)
-        if fusion is not None:
-            # Estimated colours only where alpha is above 0: elsewhere the background shows.
-            for c0, c1 in _visible_runs(refined[r0:r1]):
-                fg[:, c0:c1] = fusion.colours(r0, r1, c0, c1)
-        out[r0:r1] = _to_uint8(_composite(fg, background_rows(r0, r1), alpha[r0:r1]))
+        back = background_rows(r0, r1)
+        for c0, c1, state in _tile_runs(refined[r0:r1]):
+            window = out[r0:r1, c0:c1]
+            # Where alpha is 0 or 255 throughout a tile the composite is the background or the
+            # photo, bit for bit (see _composite): copied without the float work.
+            bg = back if back.ndim == 1 else back[:, c0:c1]
+            if state == "clear":
+                window[...] = _to_uint8(np.broadcast_to(bg, window.shape))
+            elif state == "solid":
+                window[...] = rgb[r0:r1, c0:c1]
+            else:
+                fg = (fusion.colours(r0, r1, c0, c1) if fusion is not None
+                      else rgb[r0:r1, c0:c1].astype(np.float32))
+                window[...] = _to_uint8(_composite(fg, bg, alpha[r0:r1, c0:c1]))
 
     _each_stripe(h, w, stripe)
     return Image.fromarray(out, "RGB")
