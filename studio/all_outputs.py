@@ -75,19 +75,24 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     if "before" not in made:
         todo.append("before")  # the slider's "before": the upright photo, as a JPEG
 
-    def make(kind: str) -> tuple[str, Any]:
+    def make(kinds: tuple[str, ...]) -> dict[str, tuple[str, Any]]:
         # Each output rendered and written on its own thread: numpy, scipy and Pillow's
         # encoders release the GIL, so the outputs of a phone photo share the cores.
-        if kind == "before":
-            return save(image, folder, image_path, "before", "jpg"), None
+        if kinds == ("before",):
+            return {"before": (save(image, folder, image_path, "before", "jpg"), None)}
         with effects.threads_here(1):  # the outputs already share the cores
-            result = render(image, mask, [kind], options)
-        extra = result.boxes.to_dict() if kind == "boxes" else result.crop
-        return save(result.images[kind], folder, image_path, kind), extra
+            result = render(image, mask, list(kinds), options)
+        return {kind: (save(result.images[kind], folder, image_path, kind),
+                       result.boxes.to_dict() if kind == "boxes" else result.crop if kind == "crop" else None)
+                for kind in kinds}
 
+    # The cut-out and the new background share one estimate of the object's colours.
+    shared = ("cutout", "background")
+    groups = ([shared] if set(shared) <= set(todo) else []) + [
+        (kind,) for kind in todo if kind not in shared or not set(shared) <= set(todo)]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for kind, value in zip(todo, pool.map(make, todo), strict=True):
-            made[kind] = value
+        for values in pool.map(make, groups):
+            made.update(values)
     with _made_lock:
         for kind in todo:
             _made[keys[kind]] = made[kind]

@@ -240,3 +240,14 @@ def test_correction_is_blur_fusions_formula():
     want = np.clip(f64 + a * (i - a * f64 - (1 - a) * b64), 0, 1)
     got = effects._correct(photo.copy(), alpha, f, b)
     assert np.abs(got - want).max() < 1e-6
+
+
+@pytest.mark.parametrize("background", ["white", "blur", "grayscale", "transparent"])
+def test_cutout_and_background_at_once_are_the_two_calls(photos, background):
+    # render makes both from one colour estimate when both are asked for: the same bytes.
+    for name, photo, mask in photos[:2]:
+        for decontaminate in (True, False):
+            cut, composite = effects.cutout_and_background(photo, mask, background, decontaminate=decontaminate)
+            assert np.array_equal(np.asarray(cut), np.asarray(cutout(photo, mask, decontaminate=decontaminate))), name
+            alone = replace_background(photo, mask, background, decontaminate=decontaminate)
+            assert composite.mode == alone.mode and np.array_equal(np.asarray(composite), np.asarray(alone)), name

@@ -582,16 +582,45 @@ def replace_background(image: ImageInput, mask: ImageInput,
         RGB image of the photo's size (RGBA for "transparent"). Pixels with mask 255 keep the
         photo's colour, pixels with mask 0 are the background's.
     """
-    if fit not in FITS:
-        raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-    _check_nonneg("blur_radius", blur_radius)
-    bg_spec = parse_background(background)
+    bg_spec = _check_background(background, fit, blur_radius)
     if bg_spec.kind == "transparent":
         return cutout(image, mask, threshold, feather, decontaminate, min_island, fill_holes)
     rgb, m = _inputs8(image, mask)
     refined = _refined(m, threshold, feather, min_island, fill_holes)
+    return Image.fromarray(_background_pixels(rgb, refined, bg_spec, fit, blur_radius, decontaminate)[0], "RGB")
+
+
+def cutout_and_background(image: ImageInput, mask: ImageInput,
+                          background: Colour | PictureInput | Background = "white",
+                          fit: str = "cover", blur_radius: float = 12.0,
+                          decontaminate: bool = True) -> tuple[Image.Image, Image.Image]:
+    """`cutout(image, mask)` and `replace_background(image, mask, background)` at once, the
+    same pixels as the two calls, from one estimate of the foreground colours (the costly part
+    of both on a big photo). For a "transparent" background both are the cut-out."""
+    bg_spec = _check_background(background, fit, blur_radius)
+    if bg_spec.kind == "transparent":
+        cut = cutout(image, mask, decontaminate=decontaminate)
+        return cut, cut.copy()
+    rgb, m = _inputs8(image, mask)
+    composite, cut = _background_pixels(rgb, m, bg_spec, fit, blur_radius, decontaminate, with_cutout=True)
+    return Image.fromarray(cut, "RGBA"), Image.fromarray(composite, "RGB")
+
+
+def _check_background(background: Colour | PictureInput | Background, fit: str,
+                      blur_radius: float) -> Background:
+    if fit not in FITS:
+        raise OptionError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    _check_nonneg("blur_radius", blur_radius)
+    return parse_background(background)
+
+
+def _background_pixels(rgb: np.ndarray, refined: np.ndarray, bg_spec: Background, fit: str,
+                       blur_radius: float, decontaminate: bool, with_cutout: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The composite (uint8 H×W×3) and, with `with_cutout`, the cut-out's pixels (as
+    `_cutout_pixels` makes them) from the same foreground colours."""
     alpha = refined.astype(np.float32) / 255.0
-    h, w = m.shape
+    h, w = refined.shape
     if bg_spec.kind == "blur":
         background_rows = _blurred_background(rgb, alpha, float(blur_radius))
     elif bg_spec.kind == "grayscale":
@@ -610,6 +639,10 @@ def replace_background(image: ImageInput, mask: ImageInput,
             return colour
     fusion = _BlurFusion(rgb, alpha) if decontaminate else None
     out = np.empty((h, w, 3), np.uint8)
+    cut = None
+    if with_cutout:
+        cut = np.zeros((h, w, 4), np.uint8)
+        cut[..., 3] = refined
 
     def stripe(r0: int, r1: int) -> None:
         back = background_rows(r0, r1)
@@ -620,15 +653,22 @@ def replace_background(image: ImageInput, mask: ImageInput,
             bg = back if back.ndim == 1 else back[:, c0:c1]
             if state == "clear":
                 window[...] = _to_uint8(np.broadcast_to(bg, window.shape))
-            elif state == "solid":
+                continue
+            if state == "solid":
                 window[...] = rgb[r0:r1, c0:c1]
+                fg8 = rgb[r0:r1, c0:c1]
             else:
                 fg = (fusion.colours(r0, r1, c0, c1) if fusion is not None
                       else rgb[r0:r1, c0:c1].astype(np.float32))
+                fg8 = _to_uint8(fg) if cut is not None and fusion is not None else rgb[r0:r1, c0:c1]
                 window[...] = _to_uint8(_composite(fg, bg, alpha[r0:r1, c0:c1]))
+            if cut is not None:
+                colour_window = cut[r0:r1, c0:c1, :3]
+                colour_window[...] = fg8
+                np.copyto(colour_window, 0, where=(refined[r0:r1, c0:c1] == 0)[..., None])
 
     _each_stripe(h, w, stripe)
-    return Image.fromarray(out, "RGB")
+    return out, cut
 
 
 # --------------------------------------------------------------------------- boxes

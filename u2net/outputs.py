@@ -264,7 +264,14 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
                                                   min_area=options.min_area)
     elif set(kinds) - {"portrait"}:
         raise OptionError("every output but the portrait needs a mask")
+    if {"cutout", "background"} <= set(kinds):
+        # One estimate of the foreground colours for both (the costly part of each).
+        result.images["cutout"], result.images["background"] = effects.cutout_and_background(
+            image, refined, background=options.parsed_background, fit=options.fit,
+            blur_radius=options.blur_radius, decontaminate=options.decontaminate)
     for kind in kinds:
+        if kind in result.images:
+            continue
         if kind == "mask":
             result.images[kind] = refined
         elif kind == "cutout":
@@ -295,6 +302,7 @@ def render(image: Image.Image, mask: Image.Image | None, kinds: Iterable[str],
             result.images[kind] = (portrait.blend_portrait(image, drawing, sigma=options.portrait_sigma,
                                                            alpha=options.portrait_alpha)
                                    if options.blend else drawing)
+    result.images = {kind: result.images[kind] for kind in kinds}  # in the order asked for
     return result
 
 
