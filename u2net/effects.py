@@ -87,12 +87,18 @@ def threads_here(count: int):
         _this_thread.count = before
 
 
+def thread_count() -> int:
+    """How many threads work on one big photo here: `threads_here`'s count within its block,
+    else `use_threads`' (the PNG encoder follows the same rules)."""
+    return getattr(_this_thread, "count", None) or _STRIPE_THREADS
+
+
 def _each_stripe(h: int, w: int, work) -> None:
     """Run `work(r0, r1)` on every stripe, on a few threads for big photos: each stripe writes
     its own rows, and numpy and Pillow release the GIL, so the stripes share the cores. The
     result is the same as one after the other."""
     stripes = list(_stripes(h, w))
-    count = getattr(_this_thread, "count", None) or _STRIPE_THREADS
+    count = thread_count()
     if h * w < _PARALLEL_PIXELS or count < 2:
         for r0, r1 in stripes:
             work(r0, r1)
