@@ -80,10 +80,10 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
         # encoders release the GIL, so the outputs of a phone photo share the cores.
         if kind == "before":
             return save(image, folder, image_path, "before", "jpg"), None
-        with effects.threads_here(1):  # the outputs already share the cores
+        with effects.threads_here(1):  # the outputs already share the cores (PNG encoding too)
             result = render(image, mask, [kind], options)
-        extra = result.boxes.to_dict() if kind == "boxes" else result.crop
-        return save(result.images[kind], folder, image_path, kind), extra
+            extra = result.boxes.to_dict() if kind == "boxes" else result.crop
+            return save(result.images[kind], folder, image_path, kind), extra
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         for kind, value in zip(todo, pool.map(make, todo), strict=True):

@@ -369,11 +369,15 @@ _PNG_MODES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # colour type, bytes 
 # strip on the calling thread.
 _PNG_STRIP_BYTES = 1_000_000
 _WINDOW = 32768  # deflate's window: a strip may refer this far back into the one before
-# Deflates: zlib level 6 with the filtered strategy (what Pillow, and so rembg, writes: the
-# smallest on photo-like rows) and the run-length strategy (4-5x quicker; smaller on flat,
-# transparent or line-art rows and on grey photos). Each strip keeps the smaller.
+# Deflates: zlib's run-length strategy (quick; the smallest on flat, transparent or line-art
+# rows and on grey photos) and level 6 with the filtered strategy (what Pillow, and so rembg,
+# writes: ~2% smaller on photo-like rows, for 4-5x the time). Each strip keeps the smaller.
+# Level 6 is tried on cut-outs (RGBA, the file compared with rembg's: its transparent rows
+# cost little) and masks (L), not on RGB outputs (backgrounds, boxes, highlights, crops: whole
+# photos, where it would triple the time of "All outputs" for ~1%).
 _RLE = (zlib.Z_RLE, 1)
 _LEVEL6 = (zlib.Z_FILTERED, 6)
+_LEVEL6_MODES = ("RGBA", "L")
 
 
 def _png(image: Image.Image) -> bytes:
@@ -427,8 +431,8 @@ def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int, r1: in
     above the strip are filtered the same way wherever they were encoded, and the strip may
     refer back to them (a preset dictionary). An "L" image (masks, portrait drawings: smooth,
     upsampled) also tries PNG's "Up" on every row, ~15% smaller there; as either filter may
-    have been kept above, its strips start afresh. A `whole` image in one strip also tries
-    what Pillow writes (adaptive, level 6), so it is never larger than Pillow's file.
+    have been kept above, its strips start afresh. A `whole` "L" image in one strip also
+    tries what Pillow writes (adaptive, level 6), so it is never larger than Pillow's file.
     """
     back = 0 if pixels is not None or r0 == 0 else min(r0, -(-_WINDOW // stride))
     top = max(0, r0 - back - 1)  # filters read the row above: Pillow's first row is lost
@@ -438,7 +442,7 @@ def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int, r1: in
     start = (r0 - top) * stride
     context = filtered[max(0, start - _WINDOW):start] if back else None
     if pixels is None:
-        return [(context, filtered[start:], (_RLE, _LEVEL6))]
+        return [(context, filtered[start:], (_RLE, _LEVEL6) if image.mode in _LEVEL6_MODES else (_RLE,))]
     up = np.empty((r1 - r0, stride), np.uint8)
     up[:, 0] = 2  # "Up": each byte minus the one above it (0 above the first row)
     if r0:
