@@ -393,15 +393,15 @@ def _png(image: Image.Image) -> bytes:
     def strip(i: int) -> tuple[bytes, int, int]:
         r0, r1 = strips[i]
         flush = zlib.Z_FINISH if i == len(strips) - 1 else zlib.Z_FULL_FLUSH
+        context, lines = _png_filtered(image, pixels, r0, r1, stride)
         best = b""
-        for context, data, deflates in _png_filtered(image, pixels, r0, r1, stride, len(strips) == 1):
-            for strategy, level in deflates:
-                deflate = (zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy, zdict=context)
-                           if context else zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy))
-                out = deflate.compress(data) + deflate.flush(flush)
-                if not best or len(out) < len(best):
-                    best, filtered = out, data
-        return best, zlib.adler32(filtered), len(filtered)
+        for strategy, level in (_RLE, _LEVEL6) if image.mode in _LEVEL6_MODES else (_RLE,):
+            deflate = (zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy, zdict=context)
+                       if context else zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy))
+            out = deflate.compress(lines) + deflate.flush(flush)
+            if not best or len(out) < len(best):
+                best = out
+        return best, zlib.adler32(lines), len(lines)
 
     threads = min(effects.thread_count(), len(strips))
     if threads < 2:
@@ -421,38 +421,42 @@ def _png(image: Image.Image) -> bytes:
                      _png_chunk(b"IEND", b"")])
 
 
-def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int, r1: int,
-                  stride: int, whole: bool) -> list[tuple[memoryview | None, memoryview, tuple]]:
-    """Rows r0..r1 as PNG scanlines (filter byte + filtered row), one version per filter
-    tried, each as (what the decoder holds before them, the scanlines, the deflates to try).
+def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int,
+                  r1: int, stride: int) -> tuple[memoryview | None, memoryview]:
+    """Rows r0..r1 as PNG scanlines (filter byte + filtered row), and the scanlines just
+    above them (up to deflate's window: the strip may refer back to them), or None at the top.
 
-    Pillow's adaptive choice per row (its encoder filters even at level 0, which stores the
-    rows as they are, so inflating them is a copy): for RGB(A) the only filter, so the rows
-    above the strip are filtered the same way wherever they were encoded, and the strip may
-    refer back to them (a preset dictionary). An "L" image (masks, portrait drawings: smooth,
-    upsampled) also tries PNG's "Up" on every row, ~15% smaller there; as either filter may
-    have been kept above, its strips start afresh. A `whole` "L" image in one strip also
-    tries what Pillow writes (adaptive, level 6), so it is never larger than Pillow's file.
+    RGB(A): Pillow's adaptive choice per row (its encoder filters even at level 0, which
+    stores the rows as they are, so inflating them is a copy). "L" (masks, portrait drawings:
+    smooth, scaled up from the network's size): PNG's "Up" on every row, 15-20% smaller there
+    than Pillow's choice (though ~7% larger on a grey photo, which is not an output here).
+    Either way a row's filtering depends on it and the row above only, so the rows above a
+    strip come out the same as in the strip before.
     """
-    back = 0 if pixels is not None or r0 == 0 else min(r0, -(-_WINDOW // stride))
-    top = max(0, r0 - back - 1)  # filters read the row above: Pillow's first row is lost
-    part = image.crop((0, top, image.width, r1))
-    stored = part.tobytes("zip", (image.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
-    filtered = memoryview(zlib.decompress(stored, bufsize=(r1 - top) * stride))
-    start = (r0 - top) * stride
-    context = filtered[max(0, start - _WINDOW):start] if back else None
-    if pixels is None:
-        return [(context, filtered[start:], (_RLE, _LEVEL6) if image.mode in _LEVEL6_MODES else (_RLE,))]
+    back = 0 if r0 == 0 else min(r0, -(-_WINDOW // stride))  # rows above, for the window
+    if pixels is not None:
+        lines = _up_filtered(pixels, r0 - back, r1, stride)
+        start = back * stride
+    else:
+        top = max(0, r0 - back - 1)  # Pillow filters the first row against zeros: dropped
+        part = image.crop((0, top, image.width, r1))
+        stored = part.tobytes("zip", (image.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
+        lines = memoryview(zlib.decompress(stored, bufsize=(r1 - top) * stride))
+        start = (r0 - top) * stride
+    return (lines[max(0, start - _WINDOW):start] if back else None), lines[start:]
+
+
+def _up_filtered(pixels: np.ndarray, r0: int, r1: int, stride: int) -> memoryview:
+    """Rows r0..r1 of an "L" image with PNG's "Up" filter: each byte minus the one above it
+    (0 above the first row)."""
     up = np.empty((r1 - r0, stride), np.uint8)
-    up[:, 0] = 2  # "Up": each byte minus the one above it (0 above the first row)
+    up[:, 0] = 2
     if r0:
         np.subtract(pixels[r0:r1], pixels[r0 - 1:r1 - 1], out=up[:, 1:])
     else:
         up[0, 1:] = pixels[0]
         np.subtract(pixels[1:r1], pixels[:r1 - 1], out=up[1:, 1:])
-    # Level 6 after the adaptive filter hardly ever comes out smallest on a grey image.
-    return [(None, filtered[start:], (_RLE, _LEVEL6) if whole else (_RLE,)),
-            (None, memoryview(up).cast("B"), (_RLE, _LEVEL6))]
+    return memoryview(up).cast("B")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
