@@ -14,6 +14,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,12 +66,19 @@ def _check(image: Image.Image, data: bytes) -> None:
     assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]  # no metadata, no time
     w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
     assert (w, h, depth, interlace) == (*image.size, 8, 0)
-    scanlines = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    inflate = zlib.decompressobj()
+    scanlines = inflate.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert inflate.eof and not inflate.unused_data  # one zlib stream, checksum included
     assert len(scanlines) == h * (1 + w * len(image.getbands()))
     decoded = Image.open(io.BytesIO(data))
     decoded.load()
     assert decoded.mode == image.mode and decoded.size == image.size
     assert np.array_equal(np.asarray(decoded), np.asarray(image))
+    # A second decoder: libpng, through OpenCV (it checks the CRCs and the Adler-32 too).
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image.mode != "L":
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if image.mode == "RGBA" else cv2.COLOR_BGR2RGB)
+    assert np.array_equal(pixels.reshape(np.asarray(image).shape), np.asarray(image))
 
 
 def _strips(image: Image.Image) -> int:
@@ -97,6 +105,14 @@ def test_odd_shapes(size):
     photo = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     for image in (effects.cutout(photo, _mask(size)), photo, _mask(size), photo.convert("L")):
         _check(image, outputs.encode(image, "png"))
+
+
+def test_an_image_read_from_a_file(tmp_path):
+    """A lazily loaded image (opened, not yet read) encodes the same as its pixels."""
+    image = _pictures((1801, 1203))["RGBA"]
+    path = tmp_path / "cut.png"
+    path.write_bytes(outputs.encode(image, "png"))
+    assert outputs.encode(Image.open(path), "png") == path.read_bytes()
 
 
 def test_the_same_pixels_give_the_same_bytes_on_any_threads():

@@ -395,6 +395,7 @@ _LEVEL6_MODES = ("RGBA", "L")
 
 def _png(image: Image.Image) -> bytes:
     """A PNG of an RGBA, RGB or L image (8 bits, no interlace, no metadata)."""
+    image.load()  # a lazily opened file is read here, once, not by every thread's crop
     w, h = image.size
     colour_type, bpp = _PNG_MODES[image.mode]
     stride = w * bpp + 1  # the filter-type byte, then the row
