@@ -13,8 +13,8 @@ Each encoder runs on the same image, interleaved, --repeats times; the medians o
 seconds are printed with the file size, and ratios against Pillow's default from the same run.
 "outputs.encode" runs with the product's threads (min(4, CPU cores)) and with one thread (a
 batch worker, or one of the app's "All outputs" threads); the bytes are the same. The last
-row is the alternative for cut-outs and masks: the same strips without zlib level 6 (what RGB
-outputs get). Every file is decoded once and compared with the input's pixels.
+row is `encode(..., fast=True)` (a video's PNG frames): the same strips without zlib level 6,
+as RGB outputs always are. Every file is decoded once and compared with the input's pixels.
 """
 
 from __future__ import annotations
@@ -72,20 +72,14 @@ def main() -> None:
             return outputs.encode(image, "png")
 
     def run_length_only(image) -> bytes:
-        # The alternative for cut-outs and masks: the strips without zlib level 6 (as RGB has).
-        saved = outputs._LEVEL6_MODES
-        outputs._LEVEL6_MODES = ()
-        try:
-            return outputs.encode(image, "png")
-        finally:
-            outputs._LEVEL6_MODES = saved
+        return outputs.encode(image, "png", fast=True)
 
     encoders = {
         "Pillow default (level 6; rembg)": lambda image: pillow(image),
         "before: Pillow level 1, Z_RLE": lambda image: pillow(image, compress_level=1, compress_type=zlib.Z_RLE),
         f"outputs.encode, {threads} threads": product,
         "outputs.encode, 1 thread": product_one_thread,
-        f"strips run-length only, {threads} thr": run_length_only,
+        f"encode(fast=True), {threads} threads": run_length_only,
     }
     predictor = Predictor("u2netp", device="cpu", cache_size=0).load()
     print(f"PNG encoding, {os.cpu_count()} CPU cores, product threads {threads}; median of "

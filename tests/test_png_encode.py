@@ -93,6 +93,9 @@ def test_pixels_come_back_exactly(size):
         strips = _strips(image)
         assert (strips == 1) if size[0] < 1000 else (strips >= 2), (mode, strips)
         _check(image, outputs.encode(image, "png"))
+        fast = outputs.encode(image, "png", fast=True)  # run-length only (video frames)
+        _check(image, fast)
+        assert fast == outputs.encode(image, "png", fast=True)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 1), (3001, 1), (1, 2501), (999, 2), (37, 3333), (2049, 1025)])
