@@ -360,8 +360,8 @@ def encode(image: Image.Image, fmt: str = "png", *, fast: bool = False) -> bytes
       (5.044 MB for a white background, 1.009x Pillow's default), 0.40 CPU s against 0.34 s,
       shared by the threads (level 6 would cost 4-5x the time there for ~1%).
     `fast`: run-length deflate only, as RGB gets (cut-outs ~2% larger, masks 0.98-1.09x
-    Pillow's default, for a third of the CPU): for many frames (a video's PNG frames). WebP lossless
-    (method 4) is smaller still.
+    Pillow's default, for a third of the CPU): for many frames (a video's PNG frames).
+    WebP lossless (method 4) is smaller still.
     """
     fmt = check_choice("format", str(fmt).lower(), IMAGE_FORMATS)
     buf = io.BytesIO()
