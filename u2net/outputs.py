@@ -350,7 +350,7 @@ def encode(image: Image.Image, fmt: str = "png", *, fast: bool = False) -> bytes
     strip keeping the smaller of zlib's run-length deflate and, for cut-outs (RGBA) and masks
     (L, with PNG's "Up" filter), zlib level 6, what Pillow's default and so rembg write. Other
     modes: Pillow's default. Measured with benchmarks/bench_png.py on 2 shared cores
-    (benchmarks/results/png-encode-run1.txt), at 12 MP:
+    (benchmarks/results/png-encode-run*.txt: the other core was often busy), at 12 MP:
     - cut-out: 6.664 MB, 0.997x Pillow's default (6.686 MB in 1.29 s; 2.2% smaller than the
       encoder before, Pillow level 1 Z_RLE: 6.816 MB in 0.46 s), for 1.57 CPU s: ~0.8 s on
       2 threads, ~0.4 s on 4; at 6 MP 0.40 s on 2 threads (before 0.24 s, Pillow 0.65 s);
