@@ -80,11 +80,11 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
         # encoders release the GIL, so the outputs of a phone photo share the cores.
         if kinds == ("before",):
             return {"before": (save(image, folder, image_path, "before", "jpg"), None)}
-        with effects.threads_here(1):  # the outputs already share the cores
+        with effects.threads_here(1):  # the outputs already share the cores (PNG encoding too)
             result = render(image, mask, list(kinds), options)
-        return {kind: (save(result.images[kind], folder, image_path, kind),
-                       result.boxes.to_dict() if kind == "boxes" else result.crop if kind == "crop" else None)
-                for kind in kinds}
+            return {kind: (save(result.images[kind], folder, image_path, kind),
+                           result.boxes.to_dict() if kind == "boxes" else result.crop if kind == "crop" else None)
+                    for kind in kinds}
 
     # The cut-out and the new background share one estimate of the object's colours.
     shared = ("cutout", "background")

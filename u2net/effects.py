@@ -108,11 +108,17 @@ def threads_here(count: int):
         _this_thread.count = before
 
 
+def thread_count() -> int:
+    """How many threads work on one big photo here: `threads_here`'s count within its block,
+    else `use_threads`' (the PNG encoder follows the same rules)."""
+    return getattr(_this_thread, "count", None) or _STRIPE_THREADS
+
+
 def _each_task(pixels: int, tasks: Iterable, work) -> None:
     """Run `work(task)` for every task, on a few threads when the photo has `pixels` enough to
     repay them: each task writes its own part of the result, and numpy and Pillow release the
     GIL, so the tasks share the cores. The result is the same as one after the other."""
-    count = getattr(_this_thread, "count", None) or _STRIPE_THREADS
+    count = thread_count()
     if pixels < _PARALLEL_PIXELS or count < 2:
         for task in tasks:
             work(task)

@@ -288,7 +288,8 @@ class _Writer:
         self.frames += 1
         self.times.append(t)
         if self.suffix == ".zip":
-            self.zip.writestr(f"frame_{self.frames:06d}.png", encode(frame, "png"))
+            # Many frames: the quick run-length PNG (a third of the CPU, ~2% larger).
+            self.zip.writestr(f"frame_{self.frames:06d}.png", encode(frame, "png", fast=True))
             return
         arr = np.asarray(frame.convert("RGBA" if self.alpha else "RGB"))
         vf = av.VideoFrame.from_ndarray(arr, format="rgba" if self.alpha else "rgb24")
