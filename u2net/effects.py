@@ -71,6 +71,7 @@ def _stripes(h: int, w: int) -> Iterable[tuple[int, int]]:
 
 _STRIPE_THREADS = min(4, os.cpu_count() or 1)
 _PARALLEL_PIXELS = 2_000_000  # smaller photos: threads cost more than they save
+_PLANES_SIDE_BY_SIDE = 16_000_000  # pixels: above, a resize's planes go one at a time
 
 
 _this_thread = threading.local()
@@ -173,6 +174,12 @@ def _upscaler(small: np.ndarray, size: tuple[int, int]):
     return window
 
 
+def _unit(alpha8: np.ndarray) -> np.ndarray:
+    """uint8 0..255 → float32 0..1, without a float copy of the uint8 array on the way (a
+    24-megapixel mask's float is 96 MB)."""
+    return np.true_divide(alpha8, np.float32(255.0), dtype=np.float32)
+
+
 def _to_image(arr: np.ndarray, mode: str | None = None) -> Image.Image:
     """Float 0..255 → rounded 8-bit PIL image."""
     return Image.fromarray(_to_uint8(arr), mode) if mode else Image.fromarray(_to_uint8(arr))
@@ -229,7 +236,11 @@ def _resize(arr: np.ndarray, size: tuple[int, int], resample: int,
     def plane(c: int) -> None:
         out[..., c] = _resize(arr[..., c], size, resample, box)
 
-    _each_task(arr.shape[0] * arr.shape[1], range(arr.shape[2]), plane)
+    # Planes side by side (each is a float copy of one channel) only while two of them stay
+    # small: a 24-megapixel photo resizes one plane at a time, for its peak memory.
+    pixels = arr.shape[0] * arr.shape[1]
+    with threads_here(1) if pixels > _PLANES_SIDE_BY_SIDE else contextlib.nullcontext():
+        _each_task(pixels, range(arr.shape[2]), plane)
     return out
 
 
@@ -342,7 +353,7 @@ def _refined(mask: np.ndarray, threshold: float | None, feather: float,
 def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
            min_island: float = 0, fill_holes: bool = False) -> np.ndarray:
     """Refined mask as float32 alpha 0..1."""
-    return _refined(mask, threshold, feather, min_island, fill_holes).astype(np.float32) / 255.0
+    return _unit(_refined(mask, threshold, feather, min_island, fill_holes))
 
 
 # --------------------------------------------------------------------------- cut-out
@@ -465,7 +476,7 @@ def _cutout_pixels(rgb: np.ndarray, alpha8: np.ndarray, decontaminate: bool,
     x0, y0, x1, y1 = box or (0, 0, w, h)
     out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
     out[..., 3] = alpha8[y0:y1, x0:x1]
-    fusion = _BlurFusion(rgb, alpha8.astype(np.float32) / 255.0) if decontaminate else None
+    fusion = _BlurFusion(rgb, _unit(alpha8)) if decontaminate else None
 
     def stripe(r0: int, r1: int) -> None:
         r0, r1 = max(r0, y0), min(r1, y1)
@@ -632,7 +643,7 @@ def _background_pixels(rgb: np.ndarray, refined: np.ndarray, bg_spec: Background
                        ) -> tuple[np.ndarray, np.ndarray | None]:
     """The composite (uint8 H×W×3) and, with `with_cutout`, the cut-out's pixels (as
     `_cutout_pixels` makes them) from the same foreground colours."""
-    alpha = refined.astype(np.float32) / 255.0
+    alpha = _unit(refined)
     h, w = refined.shape
     if bg_spec.kind == "blur":
         background_rows = _blurred_background(rgb, alpha, float(blur_radius))
