@@ -75,21 +75,26 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     if "before" not in made:
         todo.append("before")  # the slider's "before": the upright photo, as a JPEG
 
+    # The cut-out and the new background share one estimate of the object's colours.
+    shared = ("cutout", "background")
+    groups = ([shared] if set(shared) <= set(todo) else []) + [
+        (kind,) for kind in todo if kind not in shared or not set(shared) <= set(todo)]
+    # Several outputs side by side each keep to one thread (PNG encoding too); one alone (a
+    # control moved) may use every core for its stripes and its PNG, and so may the cut-out
+    # with the new background, the longest of them.
+    per_group = max(1, effects.thread_count() // max(1, len(groups)))
+
     def make(kinds: tuple[str, ...]) -> dict[str, tuple[str, Any]]:
         # Each output rendered and written on its own thread: numpy, scipy and Pillow's
         # encoders release the GIL, so the outputs of a phone photo share the cores.
         if kinds == ("before",):
             return {"before": (save(image, folder, image_path, "before", "jpg"), None)}
-        with effects.threads_here(1):  # the outputs already share the cores (PNG encoding too)
+        with effects.threads_here(effects.thread_count() if kinds == shared else per_group):
             result = render(image, mask, list(kinds), options)
             return {kind: (save(result.images[kind], folder, image_path, kind),
                            result.boxes.to_dict() if kind == "boxes" else result.crop if kind == "crop" else None)
                     for kind in kinds}
 
-    # The cut-out and the new background share one estimate of the object's colours.
-    shared = ("cutout", "background")
-    groups = ([shared] if set(shared) <= set(todo) else []) + [
-        (kind,) for kind in todo if kind not in shared or not set(shared) <= set(todo)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         for values in pool.map(make, groups):
             made.update(values)
