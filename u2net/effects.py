@@ -417,12 +417,23 @@ class _BlurFusion:
             return np.concatenate([np.where(reach_f > 1e-3, conf_f, paper_f),
                                    np.where(reach_b > 1e-3, conf_b, paper_b)], axis=2)
 
-        # Pass 1, wide: its means are smooth at scale r1, so computed at a further reduced size.
+        # Pass 1, wide: its means are smooth at scale r1, so computed at a further reduced size
+        # (as `_downscaled` does, plane by plane; foreground and background means come back as
+        # two contiguous arrays, which the full-size arithmetic below reads 2-3x faster).
         factor = max(1, r1 // 8)
-        both = _downscaled(np.concatenate([img_s, a_s], axis=2), factor, confident_means)
-        fg_s = _correct(img_s, a_s, both[..., :3], both[..., 3:])
+        if factor > 1:
+            tiny = (max(1, math.ceil(a_s.shape[1] / factor)), max(1, math.ceil(a_s.shape[0] / factor)))
+            both = confident_means(np.concatenate([_resize(img_s, tiny, Image.BOX),
+                                                   _resize(a_s, tiny, Image.BOX)], axis=2))
+            size = (a_s.shape[1], a_s.shape[0])
+            mean_f = _resize(both[..., :3], size, Image.BILINEAR)
+            mean_b = _resize(both[..., 3:], size, Image.BILINEAR)
+        else:
+            both = confident_means(np.concatenate([img_s, a_s], axis=2).astype(np.float32))
+            mean_f, mean_b = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
+        fg_s = _correct(img_s, a_s, mean_f, mean_b)
         # Pass 2, narrow.
-        blurred_f, blurred_b = means(fg_s, both[..., 3:], a_s, r2)
+        blurred_f, blurred_b = means(fg_s, mean_b, a_s, r2)
         self._f, self._b = _upscaler(blurred_f, (w, h)), _upscaler(blurred_b, (w, h))
 
     def colours(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
