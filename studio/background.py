@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from u2net.outputs import RenderOptions, render
+from u2net.outputs import RenderOptions
 from u2net.vocabulary import BACKGROUND_KINDS, FITS, check_choice, parse_colour
 
 from .common import (
@@ -13,10 +13,10 @@ from .common import (
     example_paths,
     image_input,
     image_output,
-    mask_of,
     open_upload,
     output_folder,
     readable_errors,
+    render_upload,
     rerender,
     save,
 )
@@ -40,9 +40,7 @@ def change_background(image_path: str | None, model: str = "u2netp", kind: str =
     picture = open_upload(background_image, "background picture") if kind == "image" else None
     options = RenderOptions(background=colour if kind == "colour" else ("white" if kind == "image" else kind),
                             background_image=picture, fit=fit, blur_radius=blur, feather=feather)
-    image = open_upload(image_path)
-    mask = mask_of(image, model, progress)
-    result = render(image, mask, ["background"], options).images["background"]
+    result = render_upload(image_path, model, ["background"], options, progress).images["background"]
     return save(result, output_folder(), image_path, f"background_{kind}")
 
 

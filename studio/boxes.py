@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from u2net.outputs import RenderOptions, render
+from u2net.outputs import RenderOptions
 from u2net.vocabulary import DEFAULT_MARK_COLOUR
 
 from .common import (
     OBJECTS_FIRST,
     image_input,
     image_output,
-    mask_of,
-    open_upload,
     output_folder,
     readable_errors,
+    render_upload,
     rerender,
     save,
     save_json,
@@ -31,9 +30,7 @@ def bounding_boxes(image_path: str | None, model: str = "u2netp", threshold: flo
         return None, None, None
     options = RenderOptions(box_threshold=threshold, min_area=min_area, box_colour=colour or DEFAULT_MARK_COLOUR,
                             thickness=thickness, labels=labels, union=union)
-    image = open_upload(image_path)
-    mask = mask_of(image, model, progress)
-    result = render(image, mask, ["boxes"], options)
+    result = render_upload(image_path, model, ["boxes"], options, progress)
     folder, data = output_folder(), result.boxes.to_dict()
     return (save(result.images["boxes"], folder, image_path, "boxes"), data,
             save_json(data, folder, image_path, "boxes"))

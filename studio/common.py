@@ -26,7 +26,7 @@ from PIL import Image
 
 from u2net.errors import U2NetError, WeightsError
 from u2net.images import load_image
-from u2net.outputs import encode, output_name, safe_stem
+from u2net.outputs import Rendered, RenderOptions, encode, output_name, render, safe_stem
 from u2net.predictor import Predictor, get_predictor
 from u2net.vocabulary import MASK_MODELS, PORTRAIT_MODEL, check_model
 
@@ -142,6 +142,13 @@ def mask_of(image: Image.Image, model: str, progress: gr.Progress | None = None)
     if progress is not None:
         progress(0.3, desc=f"Finding the salient object ({model})…")
     return predictor.predict(image)
+
+
+def render_upload(image_path: str, model: str, kinds: list[str], options: RenderOptions,
+                  progress: gr.Progress | None = None) -> Rendered:
+    """The outputs `kinds` of one upload: decoded (kept), its mask (cached), rendered."""
+    image = open_upload(image_path)
+    return render(image, mask_of(image, model, progress), kinds, options)
 
 
 PORTRAIT_MISSING = ("The portrait model's weights (u2net_portrait.pth, 176 MB) could not be found "

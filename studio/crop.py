@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from u2net.outputs import RenderOptions, render
+from u2net.outputs import RenderOptions
 from u2net.vocabulary import ASPECTS, CROP_OUTPUTS, check_choice
 
 from .common import (
     OBJECTS_FIRST,
     image_input,
     image_output,
-    mask_of,
-    open_upload,
     output_folder,
     readable_errors,
+    render_upload,
     rerender,
     save,
 )
@@ -28,9 +27,7 @@ def crop(image_path: str | None, model: str = "u2netp", padding: float = 5.0, as
         return None, ""
     options = RenderOptions(padding=f"{padding:g}%" if isinstance(padding, (int, float)) else padding,
                             aspect=check_choice("aspect", aspect, ASPECTS), crop_output=output)
-    image = open_upload(image_path)
-    mask = mask_of(image, model, progress)
-    result = render(image, mask, ["crop"], options)
+    result = render_upload(image_path, model, ["crop"], options, progress)
     return save(result.images["crop"], output_folder(), image_path, f"crop_{output}"), result.crop.message
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from u2net.outputs import RenderOptions, render
+from u2net.outputs import RenderOptions
 from u2net.vocabulary import IMAGE_FORMATS, check_choice
 
 from .common import (
     OBJECTS_FIRST,
     image_input,
     image_output,
-    mask_of,
-    open_upload,
     output_folder,
     readable_errors,
+    render_upload,
     rerender,
     save,
     soft_or_hard,
@@ -32,9 +31,7 @@ def remove_background(image_path: str | None, model: str = "u2netp", threshold: 
         return None
     fmt = check_choice("file_format", file_format, FORMAT_CHOICES).lower()
     options = RenderOptions(threshold=soft_or_hard(threshold), feather=feather, decontaminate=decontaminate)
-    image = open_upload(image_path)
-    mask = mask_of(image, model, progress)
-    cut = render(image, mask, ["cutout"], options).images["cutout"]
+    cut = render_upload(image_path, model, ["cutout"], options, progress).images["cutout"]
     return save(cut, output_folder(), image_path, "cutout", fmt)
 
 

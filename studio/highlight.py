@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from u2net.outputs import RenderOptions, render
+from u2net.outputs import RenderOptions
 from u2net.vocabulary import DEFAULT_MARK_COLOUR, HIGHLIGHT_MODES
 
 from .common import (
     OBJECTS_FIRST,
     image_input,
     image_output,
-    mask_of,
-    open_upload,
     output_folder,
     readable_errors,
+    render_upload,
     rerender,
     save,
 )
@@ -29,9 +28,7 @@ def highlight(image_path: str | None, model: str = "u2netp", mode: str = "dim",
         return None
     options = RenderOptions(highlight_mode=mode, strength=strength,
                             highlight_colour=colour or DEFAULT_MARK_COLOUR)
-    image = open_upload(image_path)
-    mask = mask_of(image, model, progress)
-    result = render(image, mask, ["highlight"], options).images["highlight"]
+    result = render_upload(image_path, model, ["highlight"], options, progress).images["highlight"]
     return save(result, output_folder(), image_path, f"highlight_{mode}")
 
 

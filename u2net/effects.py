@@ -12,6 +12,7 @@ rule shared by `refine_mask`, `bounding_boxes` and `crop`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -86,14 +87,13 @@ def use_threads(count: int) -> None:
         sys.modules["cv2"].setNumThreads(_STRIPE_THREADS)
 
 
+@functools.cache
 def _cv2():
     """OpenCV, imported on first use (the app's start-up does not pay for it), with no more
     threads than the effects may use."""
     import cv2
 
-    if not getattr(_cv2, "ready", False):
-        cv2.setNumThreads(_STRIPE_THREADS)
-        _cv2.ready = True  # type: ignore[attr-defined]
+    cv2.setNumThreads(_STRIPE_THREADS)
     return cv2
 
 
