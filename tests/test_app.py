@@ -130,6 +130,22 @@ def test_remove_background_png_and_webp(client, app_url):
     assert soft.getchannel("A").tobytes() != hard.getchannel("A").tobytes()
 
 
+def test_outputs_are_served_from_where_they_were_written(app_url):
+    """Our output folder is inside Gradio's cache, so Gradio hands out the file the handler wrote
+    (named after the upload, in a u2net-studio-* folder) instead of hashing and copying it; the
+    URL serves the full file."""
+    import httpx
+
+    raw = Client(app_url, verbose=False, download_files=False)
+    served = raw.predict(handle_file(CAT), "u2netp", 0.0, 0.0, True, "PNG", api_name="/remove_background")
+    parts = Path(served["path"]).parts
+    assert any(part.startswith("u2net-studio-") for part in parts), served
+    assert parts[-1] == "cat_cutout.png", served
+    body = httpx.get(served["url"], timeout=30).content
+    with Image.open(io.BytesIO(body)) as im:
+        assert im.mode == "RGBA" and im.size == size_of(CAT)
+
+
 def test_change_background_colour_picture_and_transparent(client, app_url):
     size = size_of(ASTRONAUT)
     colour = opened(predict(client, app_url, handle_file(ASTRONAUT), "u2netp", "colour", "#2e86de", None,
