@@ -228,6 +228,34 @@ def test_box_blur_is_scipys_uniform_filter():
             assert np.abs(got - want).max() < 1e-5, (shape, size)
 
 
+def pillow_resized(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Pillow's float ("F") resampling of each channel: what the effects' resizes must equal."""
+    planes = arr[..., None] if arr.ndim == 2 else arr
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], np.float32), "F")
+                               .resize(size, resample)) for c in range(planes.shape[2])], axis=2)
+    return out[..., 0] if arr.ndim == 2 else out
+
+
+def test_resizes_are_pillows_box_and_bilinear():
+    # The colour fields are reduced (box filter) and enlarged (bilinear) on OpenCV for speed;
+    # the weights must stay Pillow's, including the inputs Pillow's rounding gives to no output
+    # (51 -> 26 skips pixel 25) and reductions by factors that are not whole numbers.
+    rng = np.random.default_rng(11)
+    for (h, w), (th, tw) in [((51, 60), (26, 60)), ((717, 873), (66, 80)), ((1433, 1745), (717, 873)),
+                             ((37, 53), (5, 7)), ((9, 9), (1, 1)), ((30, 41), (30, 41)), ((120, 97), (12, 97))]:
+        for shape in ((h, w), (h, w, 1), (h, w, 3), (h, w, 4)):
+            arr = rng.random(shape, dtype=np.float32)
+            for src in (arr, (arr * 255).astype(np.uint8)):
+                got = effects._resize(src, (tw, th), Image.BOX)
+                want = pillow_resized(src, (tw, th), Image.BOX)
+                assert got.shape == want.shape and got.dtype == np.float32, (shape, src.dtype)
+                assert np.abs(got - want).max() <= 2e-6 * max(1.0, float(want.max())), (shape, (th, tw))
+            small = rng.random((th, tw, *shape[2:]), dtype=np.float32)
+            got = effects._resize(small, (w, h), Image.BILINEAR)
+            want = pillow_resized(small, (w, h), Image.BILINEAR)
+            assert got.shape == want.shape and np.abs(got - want).max() < 1e-6, (shape, (th, tw))
+
+
 def test_correction_is_blur_fusions_formula():
     # F = F̂ + α(I − αF̂ − (1 − α)B̂), clipped to 0..1 (Forte & Pitié); the effects compute it
     # rearranged in place, which must not change it beyond float32 rounding.

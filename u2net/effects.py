@@ -226,15 +226,77 @@ def _pixels(amount: float, total: int) -> float:
 def _resize(arr: np.ndarray, size: tuple[int, int], resample: int,
             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """Resize a float H×W or H×W×C array (or the `box` region of it, in source pixels) to
-    `size` (width, height), channel by channel (Pillow's "F" resampling: the fastest we have
-    without OpenCV)."""
+    `size` (width, height), as Pillow's "F" resampling does. A box-filter reduction and a
+    bilinear enlargement of the whole array run on OpenCV (the same weights, 5-10x faster);
+    the rest channel by channel on Pillow."""
+    h, w = arr.shape[:2]
+    if box is None and resample == Image.BOX and size[0] <= w and size[1] <= h:
+        return _box_reduced(arr, size)
+    if box is None and resample == Image.BILINEAR and size[0] >= w and size[1] >= h:
+        return _bilinear_enlarged(arr, size)
+    return _resize_pillow(arr, size, resample, box)
+
+
+def _box_runs(n_in: int, n_out: int) -> list[tuple[int, int, int, int, int]]:
+    """Pillow's box reduction of n_in pixels to n_out, as runs (in0, in1, out0, out1, k):
+    outputs out0..out1 each average k consecutive inputs. Pillow gives output i the inputs j
+    with i·s < j + ½ ≤ (i + 1)·s (s = n_in / n_out; computed here as Pillow does, in double):
+    runs of ⌈s⌉ or ⌊s⌋ pixels, so a reduction is a few integer-factor box filters (an input
+    Pillow skips is in no run)."""
+    scale = n_in / n_out
+    support = 0.5 * scale
+    centre = (np.arange(n_out) + 0.5) * scale
+    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)
+    taps = first[:, None] + np.arange(math.ceil(scale) + 2)
+    where = (taps - centre[:, None] + 0.5) * (1.0 / scale)  # Pillow's box: 1 on (-½, ½]
+    inside = (where > -0.5) & (where <= 0.5) & (taps < n_in)
+    start = taps[np.arange(n_out), inside.argmax(axis=1)]
+    count = inside.sum(axis=1)
+    # A run ends where the count changes or an input is skipped (at a boundary that falls
+    # exactly between two outputs, Pillow's rounding can give a pixel to neither).
+    cut = np.flatnonzero((np.diff(count) != 0) | (start[1:] != start[:-1] + count[:-1])) + 1
+    bounds = np.concatenate([[0], cut, [n_out]])
+    return [(int(start[a]), int(start[a] + count[a] * (b - a)), int(a), int(b), int(count[a]))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _box_reduced(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`_resize(arr, size, Image.BOX)` for a reduction, on OpenCV: each block of equal runs
+    (at most ⌈s⌉² blocks) is an exact integer-factor area average. uint8 input is made float a
+    stripe of rows at a time (a 24-megapixel photo never has a full float copy)."""
+    cv2 = _cv2()
+    h, w = arr.shape[:2]
+    out = np.empty((size[1], size[0], *arr.shape[2:]), np.float32)
+    x_runs = _box_runs(w, size[0])
+    for y0, y1, o0, _, ky in _box_runs(h, size[1]):
+        step = ky * max(1, 256 // ky)  # rows per stripe, whole runs
+        for r0 in range(y0, y1, step):
+            r1 = min(y1, r0 + step)
+            rows = np.asarray(arr[r0:r1], np.float32)
+            q0, q1 = o0 + (r0 - y0) // ky, o0 + (r1 - y0) // ky
+            for x0, x1, p0, p1, _ in x_runs:
+                small = cv2.resize(rows[:, x0:x1], (p1 - p0, q1 - q0), interpolation=cv2.INTER_AREA)
+                out[q0:q1, p0:p1] = small.reshape(out[q0:q1, p0:p1].shape)
+    return out
+
+
+def _bilinear_enlarged(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`_resize(arr, size, Image.BILINEAR)` for an enlargement, on OpenCV (the same half-pixel
+    weights and edge clamping as Pillow's)."""
+    out = _cv2().resize(np.ascontiguousarray(arr, np.float32), size, interpolation=_cv2().INTER_LINEAR)
+    return out.reshape(size[1], size[0], *arr.shape[2:])
+
+
+def _resize_pillow(arr: np.ndarray, size: tuple[int, int], resample: int,
+                   box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Pillow's "F" resampling, channel by channel."""
     if arr.ndim == 2:
         return np.asarray(Image.fromarray(np.ascontiguousarray(arr, np.float32), "F")
                           .resize(size, resample, box=box))
     out = np.empty((size[1], size[0], arr.shape[2]), np.float32)
 
     def plane(c: int) -> None:
-        out[..., c] = _resize(arr[..., c], size, resample, box)
+        out[..., c] = _resize_pillow(arr[..., c], size, resample, box)
 
     # Planes side by side (each is a float copy of one channel) only while two of them stay
     # small: a 24-megapixel photo resizes one plane at a time, for its peak memory.
