@@ -8,8 +8,8 @@ masks on real photos:
 
 - visible pixels (RGB where alpha > 0 in an RGBA output, every pixel otherwise) differ by at
   most 1 grey level, on at most 0.1 % of them: the tiles scale the smooth colour fields up
-  window by window, and Pillow's resampling weights for a window differ from the whole image's
-  in the last bits of a float, which can move a value across a rounding boundary;
+  window by window, in another order of float operations than the whole image's, which can
+  move a value across a rounding boundary;
 - fully transparent pixels are (0, 0, 0, 0), as in rembg's cut-outs;
 - where alpha is 255 a cut-out holds the photo's colour exactly.
 
@@ -254,6 +254,21 @@ def test_resizes_are_pillows_box_and_bilinear():
             got = effects._resize(small, (w, h), Image.BILINEAR)
             want = pillow_resized(small, (w, h), Image.BILINEAR)
             assert got.shape == want.shape and np.abs(got - want).max() < 1e-6, (shape, (th, tw))
+
+
+def test_windows_of_an_enlarged_field_are_pillows_whole_enlargement():
+    # Big photos enlarge the colour fields one tile at a time: every window must hold the
+    # values of Pillow's bilinear enlargement of the whole field (to float rounding).
+    rng = np.random.default_rng(5)
+    for (hs, ws), (h, w) in [((70, 106), (141, 212)), ((50, 67), (150, 200)), ((66, 80), (717, 873)), ((1, 1), (9, 9))]:
+        for shape in ((hs, ws), (hs, ws, 3)):
+            small = rng.random(shape, dtype=np.float32)
+            whole = pillow_resized(small, (w, h), Image.BILINEAR)
+            window = effects._upscaler(small, (w, h))
+            for r0, r1, c0, c1 in ((0, h, 0, w), (0, min(h, 9), 0, w), (h // 2, h, w // 3, w // 2), (h - 1, h, w - 1, w)):
+                got = window(r0, r1, c0, c1)
+                assert got.shape == whole[r0:r1, c0:c1].shape, (shape, (r0, r1, c0, c1))
+                assert np.abs(got - whole[r0:r1, c0:c1]).max() < 1e-6, (shape, (r0, r1, c0, c1))
 
 
 def test_correction_is_blur_fusions_formula():

@@ -154,22 +154,38 @@ def _tile_runs(alpha: np.ndarray) -> list[tuple[int, int, str]]:
 
 def _upscaler(small: np.ndarray, size: tuple[int, int]):
     """A function (r0, r1, c0=0, c1=width) → that window of `small` (a smooth float H×W or
-    H×W×C field) resized bilinearly to `size` (width, height), as float32: the full-size field
-    one stripe or tile at a time. Each channel becomes a Pillow "F" image once, not per window."""
+    H×W×C field) enlarged bilinearly to `size` (width, height), as float32: the full-size field
+    one stripe or tile at a time, with Pillow's bilinear weights (half-pixel centres, edges
+    held)."""
     w, h = size
     hs, ws = small.shape[:2]
     if (ws, hs) == (w, h):
         return lambda r0, r1, c0=0, c1=w: small[r0:r1, c0:c1]
-    planes = small[..., None] if small.ndim == 2 else small
-    channels = [Image.fromarray(np.ascontiguousarray(planes[..., c], np.float32), "F")
-                for c in range(planes.shape[2])]
+    field = np.ascontiguousarray(small[..., None] if small.ndim == 2 else small, np.float32)
+    cv2 = _cv2()
+
+    def taps(start: int, stop: int, n_small: int, n_full: int):
+        # Output pixel x samples the small field at (x + ½)·n_small/n_full − ½.
+        where = (np.arange(start, stop) + 0.5) * (n_small / n_full) - 0.5
+        below = np.floor(where)
+        weight = (where - below).astype(np.float32)
+        below = below.astype(np.intp)
+        return np.clip(below, 0, n_small - 1), np.clip(below + 1, 0, n_small - 1), weight
 
     def window(r0: int, r1: int, c0: int = 0, c1: int = w) -> np.ndarray:
-        box = (c0 * ws / w, r0 * hs / h, c1 * ws / w, r1 * hs / h)
-        out = np.empty((r1 - r0, c1 - c0, len(channels)), np.float32)
-        for c, channel in enumerate(channels):
-            out[..., c] = np.asarray(channel.resize((c1 - c0, r1 - r0), Image.BILINEAR, box=box))
-        return out[..., 0] if small.ndim == 2 else out
+        top, bottom, down = taps(r0, r1, hs, h)
+        first = int(top[0])
+        rows = field[first:int(bottom[-1]) + 1]
+        # The few rows of `small` the window needs, enlarged across the whole width (OpenCV:
+        # the whole-image weights; a row count unchanged copies the rows), then cut to c0:c1.
+        across = cv2.resize(rows, (w, rows.shape[0]), interpolation=cv2.INTER_LINEAR)
+        across = across.reshape(rows.shape[0], w, -1)[:, c0:c1]
+        upper = across[top - first]
+        lower = across[bottom - first]
+        lower -= upper
+        lower *= down[:, None, None]
+        lower += upper
+        return lower[..., 0] if small.ndim == 2 else lower
 
     return window
 
