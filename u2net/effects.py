@@ -202,11 +202,14 @@ def _to_image(arr: np.ndarray, mode: str | None = None) -> Image.Image:
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Round half up and clip to 0..255, with one temporary (big photos are big)."""
+    """Round half up and clip to 0..255, with one temporary (big photos are big): x + ½ held
+    to 0..255.999 and truncated is floor(x + ½) clipped."""
     tmp = np.add(arr, 0.5, dtype=np.float32)
-    np.floor(tmp, out=tmp)
-    np.clip(tmp, 0, 255, out=tmp)
+    np.clip(tmp, 0, _JUST_UNDER_256, out=tmp)
     return tmp.astype(np.uint8)
+
+
+_JUST_UNDER_256 = np.float32(255.999)
 
 
 def _check_unit(name: str, value: float | None, allow_none: bool = False) -> None:
@@ -438,8 +441,9 @@ def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
 
 
 def _correct(photo: np.ndarray, alpha: np.ndarray, blurred_f: np.ndarray,
-             blurred_b: np.ndarray) -> np.ndarray:
-    """Blur fusion's correction F = F̂ + α (I − α F̂ − (1 − α) B̂), in place to spare memory."""
+             blurred_b: np.ndarray, top: float = 1.0) -> np.ndarray:
+    """Blur fusion's correction F = F̂ + α (I − α F̂ − (1 − α) B̂), clipped to 0..top (colours
+    in 0..1 or 0..255), with one temporary to spare memory."""
     # I − αF̂ − (1 − α)B̂ written as (I − B̂) − α(F̂ − B̂): one temporary, no (1 − α) array.
     out = np.subtract(blurred_f, blurred_b)
     out *= alpha
@@ -447,7 +451,7 @@ def _correct(photo: np.ndarray, alpha: np.ndarray, blurred_f: np.ndarray,
     out -= blurred_b
     out *= alpha
     out += blurred_f
-    return np.clip(out, 0.0, 1.0, out=out)
+    return np.clip(out, 0.0, top, out=out)
 
 
 class _BlurFusion:
@@ -473,11 +477,12 @@ class _BlurFusion:
         r1 = int(np.clip(round(max(a_s.shape[:2]) / 8), 5, 90))
         r2 = int(np.clip(round(r1 / 15), 2, 6))
 
-        def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int):
-            # Alpha-weighted local means of foreground and background colours.
+        def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int, scale: float = 1.0):
+            # Alpha-weighted local means of foreground and background colours (times `scale`,
+            # applied to the one-plane denominators).
             blurred_a = _box_blur(alpha_, r)
-            blurred_f = _box_blur(fg * alpha_, r) / (blurred_a + 1e-5)
-            blurred_b = _box_blur(bg * (1 - alpha_), r) / ((1 - blurred_a) + 1e-5)
+            blurred_f = _box_blur(fg * alpha_, r) / ((blurred_a + 1e-5) / scale)
+            blurred_b = _box_blur(bg * (1 - alpha_), r) / (((1 - blurred_a) + 1e-5) / scale)
             return blurred_f, blurred_b
 
         def confident_means(x: np.ndarray) -> np.ndarray:
@@ -510,8 +515,8 @@ class _BlurFusion:
             both = confident_means(np.concatenate([img_s, a_s], axis=2).astype(np.float32))
             mean_f, mean_b = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
         fg_s = _correct(img_s, a_s, mean_f, mean_b)
-        # Pass 2, narrow.
-        blurred_f, blurred_b = means(fg_s, mean_b, a_s, r2)
+        # Pass 2, narrow; its means in 0..255, as the photo is.
+        blurred_f, blurred_b = means(fg_s, mean_b, a_s, r2, 255.0)
         self._f, self._b = _upscaler(blurred_f, (w, h)), _upscaler(blurred_b, (w, h))
 
     def colours(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -519,8 +524,7 @@ class _BlurFusion:
         they are the photo's."""
         photo = self.image[r0:r1, c0:c1].astype(np.float32, copy=False)
         alpha = self.alpha[r0:r1, c0:c1]
-        part = _correct(photo / 255.0, alpha, self._f(r0, r1, c0, c1), self._b(r0, r1, c0, c1))
-        part *= 255.0
+        part = _correct(photo, alpha, self._f(r0, r1, c0, c1), self._b(r0, r1, c0, c1), 255.0)
         np.copyto(part, photo, where=alpha >= 1.0)
         return part
 
