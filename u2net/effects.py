@@ -441,11 +441,11 @@ def _alpha(mask: np.ndarray, threshold: float | None, feather: float,
 
 
 def _correct(photo: np.ndarray, alpha: np.ndarray, blurred_f: np.ndarray,
-             blurred_b: np.ndarray, top: float = 1.0) -> np.ndarray:
+             blurred_b: np.ndarray, top: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
     """Blur fusion's correction F = F̂ + α (I − α F̂ − (1 − α) B̂), clipped to 0..top (colours
-    in 0..1 or 0..255), with one temporary to spare memory."""
-    # I − αF̂ − (1 − α)B̂ written as (I − B̂) − α(F̂ − B̂): one temporary, no (1 − α) array.
-    out = np.subtract(blurred_f, blurred_b)
+    in 0..1 or 0..255), into `out` or one new array (big photos are big)."""
+    # I − αF̂ − (1 − α)B̂ written as (I − B̂) − α(F̂ − B̂): no (1 − α) array.
+    out = np.subtract(blurred_f, blurred_b, out=out)
     out *= alpha
     np.subtract(photo, out, out=out)
     out -= blurred_b
@@ -469,8 +469,15 @@ class _BlurFusion:
         # the final correction, which restores the fine detail, runs at full resolution.
         k = max(1, math.ceil(math.sqrt(h * w / 2_000_000)))
         small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
-        img_s = (_resize(image, small, Image.BOX) if k > 1 else image.astype(np.float32)) / 255.0
+        if k > 1:
+            img_s = _resize(image, small, Image.BOX)
+            img_s /= 255.0
+        else:
+            img_s = np.empty(image.shape, np.float32)
+            _each_stripe(h, w, lambda r0, r1: np.divide(image[r0:r1], np.float32(255.0), out=img_s[r0:r1],
+                                                        dtype=np.float32))
         a_s = _resize(a, small, Image.BOX) if k > 1 else a
+        hs, ws = a_s.shape[:2]
         # The paper's radii (90, then 6) are for ~2-megapixel photos; smaller photos get a
         # window of an eighth of their side, wide enough to reach solid foreground across a
         # soft edge.
@@ -479,10 +486,25 @@ class _BlurFusion:
 
         def means(fg: np.ndarray, bg: np.ndarray, alpha_: np.ndarray, r: int, scale: float = 1.0):
             # Alpha-weighted local means of foreground and background colours (times `scale`,
-            # applied to the one-plane denominators).
+            # applied to the one-plane denominators). The arithmetic runs a stripe of rows at
+            # a time, on threads for big arrays (the same values as whole arrays).
+            rows, cols = alpha_.shape[:2]
             blurred_a = _box_blur(alpha_, r)
-            blurred_f = _box_blur(fg * alpha_, r) / ((blurred_a + 1e-5) / scale)
-            blurred_b = _box_blur(bg * (1 - alpha_), r) / (((1 - blurred_a) + 1e-5) / scale)
+            weighted_f = np.empty(np.broadcast_shapes(fg.shape, alpha_.shape), np.float32)
+            weighted_b = np.empty(np.broadcast_shapes(bg.shape, alpha_.shape), np.float32)
+
+            def weigh(r0: int, r1: int) -> None:
+                np.multiply(fg[r0:r1], alpha_[r0:r1], out=weighted_f[r0:r1])
+                np.multiply(bg[r0:r1], 1 - alpha_[r0:r1], out=weighted_b[r0:r1])
+
+            def normalise(r0: int, r1: int) -> None:
+                near = blurred_a[r0:r1]
+                blurred_f[r0:r1] /= (near + 1e-5) / scale
+                blurred_b[r0:r1] /= ((1 - near) + 1e-5) / scale
+
+            _each_stripe(rows, cols, weigh)
+            blurred_f, blurred_b = _box_blur(weighted_f, r), _box_blur(weighted_b, r)
+            _each_stripe(rows, cols, normalise)
             return blurred_f, blurred_b
 
         def confident_means(x: np.ndarray) -> np.ndarray:
@@ -514,7 +536,9 @@ class _BlurFusion:
         else:
             both = confident_means(np.concatenate([img_s, a_s], axis=2).astype(np.float32))
             mean_f, mean_b = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
-        fg_s = _correct(img_s, a_s, mean_f, mean_b)
+        fg_s = np.empty(img_s.shape, np.float32)
+        _each_stripe(hs, ws, lambda r0, r1: _correct(img_s[r0:r1], a_s[r0:r1], mean_f[r0:r1],
+                                                     mean_b[r0:r1], out=fg_s[r0:r1]))
         # Pass 2, narrow; its means in 0..255, as the photo is.
         blurred_f, blurred_b = means(fg_s, mean_b, a_s, r2, 255.0)
         self._f, self._b = _upscaler(blurred_f, (w, h)), _upscaler(blurred_b, (w, h))
