@@ -805,6 +805,7 @@ def _background_pixels(rgb: np.ndarray, refined: np.ndarray, bg_spec: Background
         def background_rows(r0: int, r1: int) -> np.ndarray:
             return colour
     fusion = _BlurFusion(rgb, alpha) if decontaminate else None
+    cv2 = _cv2()
     out = np.empty((h, w, 3), np.uint8)
     cut = None
     if with_cutout:
@@ -831,8 +832,8 @@ def _background_pixels(rgb: np.ndarray, refined: np.ndarray, bg_spec: Background
                 window[...] = _to_uint8(_composite(fg, bg, alpha[r0:r1, c0:c1]))
             if cut is not None:
                 colour_window = cut[r0:r1, c0:c1, :3]
-                colour_window[...] = fg8
-                np.copyto(colour_window, 0, where=(refined[r0:r1, c0:c1] == 0)[..., None])
+                colour_window[...] = fg8 if state == "solid" else cv2.bitwise_and(
+                    fg8, fg8, mask=_mask8(refined[r0:r1, c0:c1] > 0))  # 0 where alpha is 0
 
     _each_stripe(h, w, stripe)
     return out, cut
@@ -1059,7 +1060,7 @@ def highlight(image: ImageInput, mask: ImageInput, mode: str = "dim", strength: 
         # The effect on rows r0:r1: pixel by pixel, so the photo is float one stripe at a time.
         x, a = rgb[r0:r1].astype(np.float32), alpha[r0:r1]
         if mode == "dim":
-            return x * (1.0 - s * (1.0 - a))[..., None]
+            return x * _per_channel(1.0 - s * (1.0 - a), x.shape)
         if mode == "desaturate":
             grey = _luma(x)[..., None]
             return _composite(x, x + s * (grey - x), a)
@@ -1068,13 +1069,14 @@ def highlight(image: ImageInput, mask: ImageInput, mode: str = "dim", strength: 
         if mode == "tint":
             # Multiply by the colour, lifted so dark parts still show the tint.
             tinted = c * (0.35 + 0.65 * _luma(x)[..., None] / 255.0)
-            weight = (s * a)[..., None]
-            return x + weight * (tinted - x)
+            tinted -= x
+            tinted *= _per_channel(s * a, x.shape)
+            return x + tinted
         if mode == "outline":
             coverage = np.where(inside[r0:r1], 0.0,
                                 np.clip(width + 0.5 - distance(r0, r1), 0.0, 1.0))
-            weight = (min(1.0, 2 * s) * coverage)[..., None].astype(np.float32)
-            return x + weight * (c - x)
+            weight = (min(1.0, 2 * s) * coverage).astype(np.float32)
+            return x + _per_channel(weight, x.shape) * (c - x)
         return x + s * (jet[m[r0:r1]] - x)  # heatmap
 
     out = np.empty((h, w, 3), np.uint8)
