@@ -329,3 +329,18 @@ def test_lazy_loading_and_bad_settings(weights_dir, tmp_path):
     with pytest.raises(WeightsError):
         wrong.predict(Image.new("RGB", (8, 8)))
     assert wrong.inference_count == 0
+
+
+def test_load_image_copies_the_callers_picture_unless_told_not_to(photo, uncached):
+    """load_image hands back a new RGB image by default (the caller may draw on either); the
+    predictor asks for no copy, since it only reads the pixels, and leaves the picture as it was."""
+    from u2net.images import load_image
+
+    rgb = photo.copy()
+    before = rgb.tobytes()
+    assert load_image(rgb) is not rgb
+    assert load_image(rgb, copy=False) is rgb
+    uncached.predict(rgb)
+    assert rgb.tobytes() == before and rgb.mode == "RGB"
+    grey = rgb.convert("L")
+    assert load_image(grey, copy=False).mode == "RGB"  # a conversion is a new image anyway

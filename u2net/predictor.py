@@ -229,7 +229,8 @@ class Predictor:
         step = self.batch_size if batch_size is None else int(batch_size)
         if step < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        rgbs = [load_image(img, max_pixels=self.max_pixels) for img in images]
+        # Read only (the network's input and the mask's size): the caller's RGB image itself.
+        rgbs = [load_image(img, max_pixels=self.max_pixels, copy=False) for img in images]
         keys = [_image_key(rgb) for rgb in rgbs] if self.cache_size else [None] * len(rgbs)
         results: list[Image.Image | None] = [None] * len(rgbs)
         todo: dict[str, list[int]] = {}  # key -> indices of images that need it
