@@ -52,7 +52,7 @@ def _ndimage():
 def _inputs8(image: ImageInput, mask: ImageInput) -> tuple[np.ndarray, np.ndarray]:
     """The image as uint8 H×W×3 and the mask as uint8 H×W, read-only: effects convert one
     stripe at a time to float, so a big photo is never a full-size float copy."""
-    img = load_image(image)
+    img = load_image(image, copy=False)  # read only, and np.asarray copies it anyway
     m = load_mask(mask, size=img.size)
     return np.asarray(img), np.asarray(m)
 
@@ -1181,7 +1181,7 @@ def crop(image: ImageInput, mask: ImageInput, padding: float | int | str = "5%",
     if output not in CROP_OUTPUTS:
         raise OptionError(f"output must be one of {', '.join(CROP_OUTPUTS)}, got {output!r}")
     ratio = _parse_aspect(aspect)
-    img = load_image(image)
+    img = load_image(image, copy=False)  # read only, and np.asarray copies it anyway
     m = load_mask(mask, size=img.size)
     W, H = img.size
 
