@@ -53,6 +53,9 @@ def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray,
             w0.astype(np.float32), w1.astype(np.float32))
 
 
+_WHOLE_FLOAT_PIXELS = 2_000_000  # above, the whole photo as float costs more than reading its rows
+
+
 def resize_bilinear(rgb: np.ndarray, size: int) -> np.ndarray:
     """An H × W × 3 uint8 image resized to size × size × 3 float32 (values 0..255) as the
     official recipe does: bilinear on half-pixel centres, no anti-aliasing, a constant 0
@@ -62,6 +65,12 @@ def resize_bilinear(rgb: np.ndarray, size: int) -> np.ndarray:
     64-megapixel photo never becomes a 64-megapixel float array.
     """
     h, w = rgb.shape[:2]
+    if size <= min(h, w) and h * w <= _WHOLE_FLOAT_PIXELS:
+        # Shrinking, no sample falls outside the picture, so OpenCV's bilinear (half-pixel
+        # centres, float weights) is the same resize: 5-10x quicker on small photos.
+        import cv2
+
+        return cv2.resize(rgb.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     r0, r1, wr0, wr1 = _bilinear_taps(size, h)
     c0, c1, wc0, wc1 = _bilinear_taps(size, w)
     rows = rgb[r0].astype(np.float32) * wr0[:, None, None] + rgb[r1].astype(np.float32) * wr1[:, None, None]
