@@ -12,6 +12,7 @@ import atexit
 import functools
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -174,9 +175,12 @@ atexit.register(shutil.rmtree, OUTPUT_ROOT, ignore_errors=True)
 
 
 def output_folder() -> Path:
-    """A fresh folder for one request's files."""
+    """A fresh folder for one request's files. Gradio serves any file in its cache to whoever
+    names its path, so the folder's name is 128 random bits (mkdtemp's 8 characters are ~41)."""
     OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)  # the sweep or a cache cleaner may have removed it
-    return Path(tempfile.mkdtemp(dir=OUTPUT_ROOT))
+    folder = OUTPUT_ROOT / secrets.token_hex(16)
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 def save(image: Image.Image, folder: Path, upload: str | None, what: str, fmt: str = "png") -> str:

@@ -141,6 +141,9 @@ def test_outputs_are_served_from_where_they_were_written(app_url):
     parts = Path(served["path"]).parts
     assert any(part.startswith("u2net-studio-") for part in parts), served
     assert parts[-1] == "cat_cutout.png", served
+    # Gradio serves any file in its cache to whoever names it: the request's folder is 128
+    # random bits, never guessable from another user's URLs.
+    assert len(parts[-2]) == 32 and int(parts[-2], 16) >= 0, served
     body = httpx.get(served["url"], timeout=30).content
     with Image.open(io.BytesIO(body)) as im:
         assert im.mode == "RGBA" and im.size == size_of(CAT)
