@@ -88,14 +88,19 @@ def _edited_copy(src, dst, edit) -> None:
     onnx.save(model, str(dst))
 
 
+def _replace_initializer(graph, name: str, make) -> None:
+    """Replace the stored tensor `name` by make(its array) (an onnx TensorProto)."""
+    for i, t in enumerate(graph.initializer):
+        if t.name == name:
+            graph.initializer[i].CopyFrom(make(numpy_helper.to_array(t)))
+
+
 def test_refuses_an_export_with_a_wrong_shape(weights_dir, tmp_path):
     def shrink_one_conv(graph):
         convs = [n for n in graph.node if n.op_type == "Conv"]
         name = convs[5].input[1]
-        for i, t in enumerate(graph.initializer):
-            if t.name == name:
-                arr = numpy_helper.to_array(t)[:, :-1]  # one input channel fewer
-                graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, name))
+        # One input channel fewer.
+        _replace_initializer(graph, name, lambda arr: numpy_helper.from_array(arr[:, :-1], name))
 
     bad = tmp_path / "u2netp.onnx"
     _edited_copy(weights_dir / "u2netp.onnx", bad, shrink_one_conv)
@@ -145,11 +150,8 @@ def test_onnx_reader_reads_float_data_and_constant_nodes(weights_dir, tmp_path):
     def restore_differently(graph):
         convs = [n for n in graph.node if n.op_type == "Conv"]
         weight = convs[0].input[1]
-        for i, t in enumerate(graph.initializer):
-            if t.name == weight:
-                arr = numpy_helper.to_array(t)
-                graph.initializer[i].CopyFrom(onnx.helper.make_tensor(weight, onnx.TensorProto.FLOAT,
-                                                                      arr.shape, arr.ravel().tolist()))
+        _replace_initializer(graph, weight, lambda arr: onnx.helper.make_tensor(
+            weight, onnx.TensorProto.FLOAT, arr.shape, arr.ravel().tolist()))
         bias = convs[1].input[2]
         for t in list(graph.initializer):
             if t.name == bias:
