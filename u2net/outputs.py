@@ -356,17 +356,16 @@ def encode(image: Image.Image, fmt: str = "png", *, fast: bool = False) -> bytes
 
     PNG of an RGBA, RGB or L image: strips of rows filtered and deflated side by side on
     `effects.thread_count()` threads (`effects.use_threads`, `effects.threads_here`) with
-    zlib's run-length deflate; masks (L, PNG's "Up" filter) keep the smaller of that and zlib
+    zlib-ng's run-length deflate; masks (L, PNG's "Up" filter) keep the smaller of that and
     level 6. Other modes: Pillow's default. Measured with benchmarks/bench_png.py on 2 shared
-    cores (benchmarks/results/png-encode-run*.txt), at 12 MP:
+    cores (README "Performance"), at 12 MP:
     - cut-out: 1.02x Pillow's default level 6 (what rembg writes: 6.69 MB in 1.3 s), in
-      0.53 CPU s shared by the threads (~0.27 s on 2); level 6 on the strips would reach
-      0.997x but costs 1.57 CPU s, 3.5x the batch's encode and ~0.35 s more on the app's
-      /remove_background, so cut-outs keep run-length (the setting is `_LEVEL6_MODES`);
-    - mask: 0.534 MB, 0.84x Pillow's default (0.80-0.96x from 1.5 to 24 MP), in 0.15 CPU s
-      (Pillow 0.17 s, the encoder before 0.08 s);
-    - RGB (new backgrounds, boxes, highlights, crops): 1.009x Pillow's default, 0.40 CPU s.
-    `fast`: run-length deflate only for masks too (0.98-1.09x Pillow's default, a third of the
+      0.42 CPU s shared by the threads (~0.22 s on 2); level 6 on the strips is no smaller
+      here (1.03x) for about as much CPU again, so cut-outs keep run-length (the setting is
+      `_LEVEL6_MODES`);
+    - mask: 0.515 MB, 0.81x Pillow's default, in 0.06 CPU s (Pillow 0.17 s);
+    - RGB (new backgrounds, boxes, highlights, crops): 1.009x Pillow's default, 0.30 CPU s.
+    `fast`: run-length deflate only for masks too (1.02x Pillow's default, a third of the
     CPU): for many frames (a video's PNG frames).
     WebP lossless (method 4) is smaller still.
     """
@@ -391,13 +390,11 @@ _PNG_MODES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # colour type, bytes 
 # strip on the calling thread.
 _PNG_STRIP_BYTES = 1_000_000
 _WINDOW = 32768  # deflate's window: a strip may refer this far back into the one before
-# Deflates (zlib-ng's: the same run-length output sizes as zlib's in half the CPU, and its
-# level 6 2.5x quicker): zlib's run-length strategy (quick; the smallest on flat, transparent or line-art
-# rows and on grey photos) and level 6 with the filtered strategy (what Pillow, and so rembg,
-# writes: ~2% smaller on photo-like rows, for 4-5x the time). Each strip keeps the smaller.
-# Level 6 is tried on masks only (cheap there, and 15-20% smaller with the Up filter). On
-# cut-outs it would make files ~2% smaller (at rembg's size) for 3x the encode's CPU, which
-# a batch of phone photos and the app pay in full; on RGB outputs (whole photos) 4-5x for ~1%.
+# Deflates, zlib-ng's (the same run-length output sizes as Python's zlib in half the CPU):
+# the run-length strategy (quick; the smallest on flat, transparent or line-art rows, and on
+# our cut-outs) and level 6 with the filtered strategy. Each strip keeps the smaller. Level 6
+# is tried on masks only (cheap there, and 15-20% smaller with the Up filter); on a 12 MP
+# cut-out and white background it came out 0.5-1% larger than run-length for 3x the CPU.
 _RLE = (zlib.Z_RLE, 1)
 _LEVEL6 = (zlib.Z_FILTERED, 6)
 _LEVEL6_MODES = ("L",)
