@@ -61,16 +61,28 @@ def resize_bilinear(rgb: np.ndarray, size: int) -> np.ndarray:
     official recipe does: bilinear on half-pixel centres, no anti-aliasing, a constant 0
     beyond the border (scikit-image 0.14 `resize(..., mode="constant")`).
 
-    Done in two separable passes that read only the rows and columns the result needs, so a
+    Up to 2 megapixels, OpenCV's bilinear on the whole photo as float (the same half-pixel
+    formula and float weights; 0.6 instead of 3.6 ms for a 400 × 267 photo). Above, two
+    separable passes that read only the rows and columns the result needs, so a
     64-megapixel photo never becomes a 64-megapixel float array.
     """
     h, w = rgb.shape[:2]
-    if size <= min(h, w) and h * w <= _WHOLE_FLOAT_PIXELS:
-        # Shrinking, no sample falls outside the picture, so OpenCV's bilinear (half-pixel
-        # centres, float weights) is the same resize: 5-10x quicker on small photos.
+    if h * w <= _WHOLE_FLOAT_PIXELS:
         import cv2
 
-        return cv2.resize(rgb.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(rgb.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+        # Enlarging, the samples within half a pixel of the border fall outside the picture.
+        # OpenCV gives them the edge pixel; the recipe blends the edge with 0, i.e. the edge
+        # times the weight that falls inside (w0 + w1 of the taps, 1 everywhere else).
+        for axis, n in ((0, h), (1, w)):
+            if size > n:
+                _, _, w0, w1 = _bilinear_taps(size, n)
+                inside = w0 + w1
+                edge = np.flatnonzero(inside < 1)
+                shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+                index = (edge,) if axis == 0 else (slice(None), edge)
+                out[index] *= inside[edge].reshape(shape)
+        return out
     r0, r1, wr0, wr1 = _bilinear_taps(size, h)
     c0, c1, wc0, wc1 = _bilinear_taps(size, w)
     rows = rgb[r0].astype(np.float32) * wr0[:, None, None] + rgb[r1].astype(np.float32) * wr1[:, None, None]
@@ -86,13 +98,19 @@ def preprocess(image: Image.Image, size: int) -> np.ndarray:
     Returns:
         The image resized, divided by its maximum and normalised with ImageNet mean/std.
     """
+    import cv2
+
     # An RGB image is read as it is: convert("RGB") would copy a 12-megapixel photo first.
     x = resize_bilinear(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size)
     peak = float(x.max())
-    if peak > 0:  # an all-black picture stays 0 instead of 0/0
-        x /= peak
-    x = (x - MEAN) / STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+    # (x / peak - mean) / std as one multiply and one subtract per channel plane, written
+    # straight into the channels-first input; an all-black picture stays 0 instead of 0/0.
+    scale = 1.0 / (STD * peak) if peak > 0 else 1.0 / STD
+    out = np.empty((3, size, size), np.float32)
+    for c, plane in enumerate(cv2.split(x)):
+        np.multiply(plane, np.float32(scale[c]), out=out[c])
+        out[c] -= np.float32(MEAN[c] / STD[c])
+    return out
 
 
 def postprocess(saliency: np.ndarray, size: tuple[int, int]) -> Image.Image:
