@@ -504,7 +504,6 @@ class _BlurFusion:
             # applied to the one-plane denominators). The arithmetic runs a stripe of rows at
             # a time, on threads for big arrays (the same values as whole arrays).
             rows, cols = alpha_.shape[:2]
-            blurred_a = _box_blur(alpha_, r)
             weighted_f = np.empty(np.broadcast_shapes(fg.shape, alpha_.shape), np.float32)
             weighted_b = np.empty(np.broadcast_shapes(bg.shape, alpha_.shape), np.float32)
 
@@ -518,7 +517,11 @@ class _BlurFusion:
                 blurred_b[r0:r1] /= ((1 - near) + 1e-5) / scale
 
             _each_stripe(rows, cols, weigh)
-            blurred_f, blurred_b = _box_blur(weighted_f, r), _box_blur(weighted_b, r)
+            # The three blurs side by side: OpenCV's box filter runs on one thread.
+            blurred: dict[int, np.ndarray] = {}
+            _each_task(rows * cols, (1, 2, 0), lambda i: blurred.__setitem__(
+                i, _box_blur((alpha_, weighted_f, weighted_b)[i], r)))
+            blurred_a, blurred_f, blurred_b = blurred[0], blurred[1], blurred[2]
             _each_stripe(rows, cols, normalise)
             return blurred_f, blurred_b
 
