@@ -77,6 +77,17 @@ print(json.dumps({"ready": True, "onnxruntime": ort.__version__}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)
     s = session(req["model"])
+    if req.get("forward"):  # the network alone, on a random 320 x 320 input: the host's speed
+        x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+        feed = {s.inner_session.get_inputs()[0].name: x}
+        s.inner_session.run(None, feed)
+        times = []
+        for _ in range(req["forward"]):
+            t = time.perf_counter()
+            s.inner_session.run(None, feed)
+            times.append((time.perf_counter() - t) * 1000)
+        print(json.dumps({"ms": sorted(times)[len(times) // 2]}), flush=True)
+        continue
     with open(req["path"], "rb") as fh:
         data = fh.read()
     if req.get("mask"):
@@ -138,6 +149,26 @@ def naive_cutout_png(rgb, mask) -> bytes:
     buf = io.BytesIO()
     cut.save(buf, "PNG")
     return buf.getvalue()
+
+
+def network_alone(worker: RembgWorker, model: str, preds: dict, repeats: int = 7) -> str:
+    """One line: each side's network alone on a random 320 x 320 input (medians), a reading of
+    this host's speed at the time of the run, for comparing logs of different runs."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    ours = []
+    for mode, pred in preds.items():
+        pred.forward(x)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            pred.forward(x)
+            times.append((time.perf_counter() - t) * 1000)
+        ours.append(f"ours {mode} {statistics.median(times):.0f} ms")
+    theirs = worker.ask(model=model, forward=repeats)["ms"]
+    return (f"{model} network alone (320 × 320, medians of {repeats}): {', '.join(ours)}; "
+            f"onnxruntime {theirs:.0f} ms")
 
 
 def mask_mae(mask, ref_path: Path) -> float | None:
@@ -240,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.ask(model=model, path=str(images[0]))
         for mode in args.modes:
             ours(mode, data0)
+        print(network_alone(worker, model, preds), flush=True)
 
         times: dict[str, list[float]] = {"rembg": [], **{m: [] for m in args.modes}}
         maes: dict[str, list[float]] = {m: [] for m in args.modes}
@@ -381,6 +413,7 @@ def run_sizes(args) -> int:
         worker.ask(model=model, path=str(photos[0]))  # warm-up: kernels, arenas
         for column in columns:
             ours(column, photos[0].read_bytes())
+        print("  " + network_alone(worker, model, preds), flush=True)
         for mp, path in zip(args.sizes, photos, strict=True):
             data = path.read_bytes()
             with Image.open(path) as im:
