@@ -84,6 +84,17 @@ def test_resize_is_plain_bilinear_with_a_constant_border():
     assert big[4, 4, 0] == pytest.approx(200) and big[0, 4, 0] == pytest.approx(200 * 0.625)
 
 
+def test_big_photos_are_resized_from_their_rows_alone():
+    """Above 2 megapixels a PIL photo is resized from the rows the result needs, copied out a
+    run at a time, never as a whole array: the same numbers as from the whole array, also for
+    a panorama whose rows are enlarged (repeated and edge rows)."""
+    rng = np.random.default_rng(5)
+    for h, w, size in [(1500, 1500, 320), (120, 20000, 320), (2001, 1003, 512)]:
+        rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(resize_bilinear(Image.fromarray(rgb), size),
+                                      resize_bilinear(rgb, size))
+
+
 def test_preprocess_follows_the_official_recipe():
     rgb = Image.fromarray(np.random.default_rng(4).integers(0, 200, (50, 70, 3), dtype=np.uint8))
     x = preprocess(rgb, 320)
