@@ -215,8 +215,8 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
     relu(conv_up(up) + conv_skip(skip)) with the weights split along the input channels, and
     oneDNN adds the first result into the second convolution as a post-op, so the
     concatenated map (52 MB at 320 × 320 for 64 + 64 channels in float32) is never written
-    or read. For stages in one dtype: float32 (exact), or wholly bfloat16 ("fast"; 1.7 ms of
-    U²-Netp's 60 ms forward, at 320 × 320), whose inputs are cast as their pre-hook would.
+    or read. For stages in one dtype: float32 (exact), or wholly bfloat16 ("fast": U²-Netp's
+    forward 64-70 -> 62-64 ms), whose inputs are cast as their pre-hook would.
     A stage with float32 layers inside ("fast" stage2d) keeps its concatenation. Returns the
     convolutions it took over; their own packed weights are not needed.
     """
