@@ -325,13 +325,18 @@ def _resize_pillow(arr: np.ndarray, size: tuple[int, int], resample: int,
     return out
 
 
+def _reduced_size(h: int, w: int, factor: int) -> tuple[int, int]:
+    """(width, height) of an h × w array reduced `factor` times, rounded up, at least 1 × 1."""
+    return max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor))
+
+
 def _downscaled(arr: np.ndarray, factor: int, run) -> np.ndarray:
     """Apply `run` (a smooth, wide filter) at 1/`factor` resolution and scale back up: the
     result is smooth at that scale anyway, and this keeps a 12-megapixel photo fast."""
     if factor <= 1:
         return run(arr.astype(np.float32))
     h, w = arr.shape[:2]
-    small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
+    small = _reduced_size(h, w, factor)
     return _resize(run(_resize(arr, small, Image.BOX)), (w, h), Image.BILINEAR)
 
 
@@ -341,7 +346,7 @@ def _downscaled_rows(arr: np.ndarray, factor: int, run):
     h, w = arr.shape[:2]
     if factor <= 1:
         return _upscaler(run(arr.astype(np.float32)), (w, h))
-    small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
+    small = _reduced_size(h, w, factor)
     return _upscaler(run(_resize(arr, small, Image.BOX)), (w, h))
 
 
@@ -483,7 +488,7 @@ class _BlurFusion:
         # The local means are smooth, so they are computed at no more than ~2 megapixels; only
         # the final correction, which restores the fine detail, runs at full resolution.
         k = max(1, math.ceil(math.sqrt(h * w / 2_000_000)))
-        small = (max(1, math.ceil(w / k)), max(1, math.ceil(h / k)))
+        small = _reduced_size(h, w, k)
         if k > 1:
             img_s = _resize(image, small, Image.BOX)
             img_s /= 255.0
@@ -545,14 +550,14 @@ class _BlurFusion:
         # two contiguous arrays, which the full-size arithmetic below reads 2-3x faster).
         factor = max(1, r1 // 8)
         if factor > 1:
-            tiny = (max(1, math.ceil(a_s.shape[1] / factor)), max(1, math.ceil(a_s.shape[0] / factor)))
+            tiny = _reduced_size(hs, ws, factor)
             both = confident_means(np.concatenate([_resize(img_s, tiny, Image.BOX),
                                                    _resize(a_s, tiny, Image.BOX)], axis=2))
             size = (a_s.shape[1], a_s.shape[0])
             mean_f = _resize(both[..., :3], size, Image.BILINEAR)
             mean_b = _resize(both[..., 3:], size, Image.BILINEAR)
         else:
-            both = confident_means(np.concatenate([img_s, a_s], axis=2).astype(np.float32))
+            both = confident_means(np.concatenate([img_s, a_s], axis=2).astype(np.float32, copy=False))
             mean_f, mean_b = np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
         fg_s = np.empty(img_s.shape, np.float32)
         _each_stripe(hs, ws, lambda r0, r1: _correct(img_s[r0:r1], a_s[r0:r1], mean_f[r0:r1],
@@ -698,7 +703,7 @@ def _blurred_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float):
         return lambda r0, r1: rgb[r0:r1].astype(np.float32)
     h, w = alpha.shape
     factor = int(sigma // 3) if sigma > 6 else 1
-    small = (max(1, math.ceil(w / factor)), max(1, math.ceil(h / factor)))
+    small = _reduced_size(h, w, factor)
     k = 1e-3  # deep inside the object, fall back to the plain blur
     weight = 1.0 - alpha
 
