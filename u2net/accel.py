@@ -400,7 +400,9 @@ def _no_tf32() -> Iterator[None]:
 # glibc malloc settings for a CPU forward pass (see keep_freed_memory).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's own ceiling for this setting
-KEEP_FREED_BYTES = 128 * 2**20
+# Past the forward's own peak on purpose: the heap is trimmed only when its free top passes
+# this, and held memory never exceeds what the process already peaked at (bench_malloc.py).
+KEEP_FREED_BYTES = 1024 * 2**20
 
 
 @functools.cache
@@ -410,8 +412,12 @@ def keep_freed_memory() -> bool:
     By default glibc hands large blocks straight back to the kernel when they are freed, so
     every forward pass maps its activations afresh and pays a page fault per 4 KiB the first
     time it writes them: U²-Netp's 2-thread forward went 209 → 176 ms with blocks up to 32 MiB
-    served from the heap and freed heap kept (KEEP_FREED_BYTES, 128 MiB; u2netp needs ~75 MB).
-    The cost is up to that much resident memory held between calls (README, "Performance"). Done once per process; skipped where
+    served from the heap and freed heap kept (KEEP_FREED_BYTES). That was 128 MiB until a
+    process-by-process count (benchmarks/bench_malloc.py) found about a third of fresh
+    processes whose heap layout made each forward grow the heap by ~170 MB and trim it again,
+    re-faulting 5,000-30,000 pages per image (U²-Netp 175 → 210 ms in the worst); at 1 GiB none
+    did, and the peak resident memory was the same. The cost: what a forward peaked at stays
+    resident between calls (README, "Performance"). Done once per process; skipped where
     the user tuned malloc already (MALLOC_*_ environment variables or GLIBC_TUNABLES) and
     where the C library is not glibc. Returns True when the settings took effect.
     """
