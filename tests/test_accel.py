@@ -194,9 +194,32 @@ def test_packed_weights_give_the_plain_answer_at_any_batch_and_size(weights_dir,
     # Every convolution (stages, sides, outconv) runs on packed copies; the plain ones are gone.
     # The decoder stages' first convolutions run as two halves (the split test below).
     assert len(convs) == 119 and all(c.weight is None for c in convs)
-    assert sum("packed_weight" in c.__dict__ for c in convs) == 119 - 5
+    # ...the six one-channel side outputs as a matrix product of their taps (test below).
+    assert sum("packed_weight" in c.__dict__ for c in convs) == 119 - 5 - 6
+    assert sum("tap_weight" in c.__dict__ for c in convs) == 6
     for x in (batch, batch[:1], torch.nn.functional.interpolate(batch, size=(416, 384))):
         assert float((_plain(net, x) - _plain(u2netp, x)).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("n,c,h,w", [(1, 64, 320, 320), (2, 5, 7, 3), (1, 3, 1, 1), (3, 2, 1, 4),
+                                     (1, 512, 10, 10)])
+def test_one_channel_convolution_by_taps_is_the_convolution(n, c, h, w):
+    # The side outputs' 3 × 3 convolutions to one channel (every border, batches, 1-pixel maps).
+    gen = torch.Generator().manual_seed(c * h + w)
+    conv = torch.nn.Conv2d(c, 1, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.fill_(0.25)
+    x = torch.randn(n, c, h, w, generator=gen).relu()
+    want = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert accel._is_one_channel_3x3(conv)
+    accel.run_by_taps(conv)
+    with torch.inference_mode():
+        for layout in (torch.channels_last, torch.contiguous_format):
+            got = conv(x.contiguous(memory_format=layout))
+            assert got.shape == (n, 1, h, w)
+            scale = float(want.abs().max())
+            assert float((got - want).abs().max()) <= 1e-6 * max(scale, 1.0) * c ** 0.5
 
 
 def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
