@@ -4,7 +4,9 @@ Two precisions (README, "Performance", has the measurements behind every choice 
 
 - "exact" (the default): float32 throughout, the published model's answer (mask MAE against
   the published masks ≈ 0.0003). On the CPU the network runs in channels-last memory layout
-  under `torch.inference_mode`, each convolution and its ReLU as one oneDNN call.
+  under `torch.inference_mode`, each convolution and its ReLU as one oneDNN call, except
+  U²-Net's wide layers on small maps, which run by Winograd's algorithm (u2net.winograd:
+  fewer multiplications, the same float32 answer to ~1e-5), and the one-channel side outputs.
 - "fast": reduced precision where the hardware computes it natively, with the layers that move
   the mask most kept in float32. On a CPU with native bfloat16 (AVX-512 BF16 / AMX) the
   convolutions run in bfloat16; on CUDA in float16. Where neither holds (an older CPU) "fast"
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from . import winograd
 from .model import REBNCONV
 
 PRECISIONS = ("exact", "fast")
@@ -131,6 +134,33 @@ def _conv_by_taps(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return out.unsqueeze(1)
 
 
+def _rebnconv_winograd(self: REBNCONV, x: torch.Tensor) -> torch.Tensor:
+    """REBNCONV.forward by Winograd's F(4 × 4, 3 × 3) (u2net.winograd), ReLU included."""
+    c = self.conv_s1
+    return winograd.conv3x3([x], [c.__dict__["winograd_weight"]], c.bias, relu=True)
+
+
+# Where Winograd's convolution beats oneDNN's direct one (benchmarks/bench_winograd.py on 2
+# cores): at least 128 channels in and out, maps of at least 20 × 20, and enough work per call,
+# C_in · C_out · pixels ≥ 2**25 (e.g. 512 → 256 at 20², 1.4×; 256 → 512 at 40², 2.2×;
+# 128 → 128 at 80², 1.3×). Below, its transforms cost more than the multiplications it saves.
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_SIDE = 20
+WINOGRAD_MIN_WORK = 2**25
+
+
+def winograd_fits(conv: nn.Conv2d, input_shape: list[int]) -> bool:
+    """True for a float32 3 × 3 convolution (padding 1, stride 1, no dilation) that Winograd's
+    algorithm runs faster than oneDNN at this input shape (N × C × H × W)."""
+    _, _, h, w = input_shape
+    return (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.weight is not None and conv.weight.dtype == torch.float32
+            and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+            and min(h, w) >= WINOGRAD_MIN_SIDE
+            and conv.in_channels * conv.out_channels * h * w >= WINOGRAD_MIN_WORK)
+
+
 def run_by_taps(conv: nn.Conv2d) -> None:
     """Make a one-channel 3 × 3 convolution (in place) run as `_conv_by_taps`."""
     conv.__dict__["tap_weight"] = conv.weight.detach()[0].permute(1, 2, 0).reshape(9, -1).contiguous()
@@ -183,10 +213,14 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
     fuse_conv_relu(model)
     shapes = conv_input_shapes(model, input_size)
     split = _split_decoder_concat(model, shapes)
-    fused = {m.conv_s1 for m in model.modules() if isinstance(m, REBNCONV)}
+    blocks = {m.conv_s1: m for m in model.modules() if isinstance(m, REBNCONV)}
+    fused = set(blocks)
     for conv, shape in shapes.items():
         if _is_one_channel_3x3(conv):
             run_by_taps(conv)
+        elif conv in blocks and conv not in split and winograd_fits(conv, shape):
+            conv.__dict__["winograd_weight"] = winograd.transform_weight(conv.weight)
+            blocks[conv].forward = types.MethodType(_rebnconv_winograd, blocks[conv])
         elif conv not in split:
             conv.__dict__["packed_weight"] = _packed(conv, conv.weight, shape)
         conv.weight = None  # type: ignore[assignment]  # the packed copies are the ones used
@@ -251,7 +285,9 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
     oneDNN adds the first result into the second convolution as a post-op, so the
     concatenated map (52 MB at 320 × 320 for 64 + 64 channels in float32) is never written
     or read. For stages in one dtype: float32 (exact), or wholly bfloat16 ("fast": U²-Netp's
-    forward 64-70 -> 62-64 ms), whose inputs are cast as their pre-hook would.
+    forward 64-70 -> 62-64 ms), whose inputs are cast as their pre-hook would. Where
+    `winograd_fits` (U²-Net's stage3d-5d, exact) the two halves' products are summed by
+    Winograd's algorithm instead.
     A stage with float32 layers inside ("fast" stage2d) keeps its concatenation. Returns the
     convolutions it took over; their own packed weights are not needed.
     """
@@ -268,8 +304,12 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
         if half < SPLIT_MIN_CHANNELS or conv not in shapes:
             continue
         n, _, h, w = shapes[conv]
-        plans[i] = (stage, conv, _packed(conv, conv.weight[:, :half], [n, half, h, w]),
-                    _packed(conv, conv.weight[:, half:], [n, half, h, w]))
+        if winograd_fits(conv, shapes[conv]):
+            plans[i] = (stage, conv, winograd.transform_weight(conv.weight[:, :half]),
+                        winograd.transform_weight(conv.weight[:, half:]), "winograd")
+        else:
+            plans[i] = (stage, conv, _packed(conv, conv.weight[:, :half], [n, half, h, w]),
+                        _packed(conv, conv.weight[:, half:], [n, half, h, w]), "onednn")
     if not plans:
         return set()
     plain_decode = model.decode
@@ -278,7 +318,9 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
         plan = plans.get(i)
         if plan is None:
             return plain_decode(i, up, skip)
-        stage, conv, w_up, w_skip = plan
+        stage, conv, w_up, w_skip, how = plan
+        if how == "winograd":  # float32 only: the two groups' products are summed in place
+            return stage.from_hxin(winograd.conv3x3([up, skip], [w_up, w_skip], conv.bias, relu=True))
         dtype = w_up.dtype
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         part = torch.ops.mkldnn._convolution_pointwise(up.to(dtype), w_up, conv.bias, *args, "none", [], "")
