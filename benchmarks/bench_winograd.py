@@ -9,7 +9,8 @@ Two tables, both sides in the same process, in alternation:
    Winograd against the same with none (accel.winograd_fits switched off), and the largest
    difference between their outputs.
 
-    .venv/bin/python benchmarks/bench_winograd.py [--model u2net] [--size 320] [--repeats 15]
+    .venv/bin/python benchmarks/bench_winograd.py [--model u2net] [--size 320] [--repeats 15] \
+        [--threads 1] [--forward-only]
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def forward_ab(model: str, size: int, repeats: int) -> None:
     base = statistics.median(times["oneDNN only"])
     print(f"\n{model} exact forward at {size} × {size} "
           f"({'published weights' if path.is_file() else 'random weights'}), "
-          f"medians of {repeats} alternating runs, load average {os.getloadavg()[0]:.1f}:\n")
+          f"{torch.get_num_threads()} threads, medians of {repeats} alternating runs, load average {os.getloadavg()[0]:.1f}:\n")
     for name, ts in times.items():
         m = statistics.median(ts)
         print(f"- {name}: {1e3 * m:.1f} ms ({m / base:.3f}×)")
@@ -104,8 +105,13 @@ def main() -> None:
     ap.add_argument("--model", default="u2net", choices=("u2net", "u2netp"))
     ap.add_argument("--size", type=int, default=320, help="network input side (portrait: 512)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    ap.add_argument("--forward-only", action="store_true", help="skip the per-layer table")
     args = ap.parse_args()
-    layer_table(args.model, args.size, args.repeats)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.forward_only:
+        layer_table(args.model, args.size, args.repeats)
     forward_ab(args.model, args.size, args.repeats)
 
 
