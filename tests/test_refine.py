@@ -299,3 +299,16 @@ def test_corrections_through_render_and_the_cli(tmp_path, weights_dir):
     assert main(["batch", str(photo), str(photo), "-o", str(tmp_path / "y"), "--strokes",
                  str(tmp_path / "strokes.png")]) == 2
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "y").exists()
+
+
+def test_parsing_options_imports_no_scipy():
+    # Every batch worker and app request parses RenderOptions, which checks the object ranks
+    # with this module; scipy (0.17 s to import) waits until a refinement needs it.
+    import subprocess
+    import sys
+
+    code = ("import sys; from u2net.outputs import RenderOptions; RenderOptions(objects='1,2'); "
+            "print('scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    assert done.stdout.strip() == "False"
