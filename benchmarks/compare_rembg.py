@@ -5,9 +5,11 @@ end-to-end latency of one image — the bytes of an image file in, the bytes of 
 out — next to rembg's `remove()` doing the same, the ratio, and the fidelity of each side
 (mean absolute error of its masks against the published masks, 0..1 scale).
 
-Both sides do the same work after the mask: rembg's naive cut-out (Image.composite onto a
-transparent image) and a PNG encode with Pillow's defaults, so the comparison is about the
-engine. rembg runs in a worker process (its own onnxruntime threads never share a process
+After the mask, --encoding pillow has both sides do the same work: rembg's naive cut-out
+(Image.composite onto a transparent image) and a PNG encode with Pillow's defaults, so the
+comparison is about the engine. --encoding product (the default, as in the --sizes rows) has
+ours do what the app, CLI and batch do instead: the cut-out without decontamination (the
+same work as rembg's: the mask as alpha) written by `u2net.outputs.encode`. rembg runs in a worker process (its own onnxruntime threads never share a process
 with torch's); each side times its own call, one call at a time, alternating who goes first.
 
 This script installs nothing. rembg must be importable by this Python or by the one given
@@ -222,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-source", type=Path, default=SHARED / "reference" / "images" / "bike.jpg",
                     help="the picture scaled to each --sizes size (default: reference bike.jpg)")
     ap.add_argument("--encoding", choices=("product", "pillow"), default="product",
-                    help="our PNG in --sizes rows: 'product' (u2net.outputs.encode, default) or "
-                         "'pillow' (Image.save defaults, as rembg)")
+                    help="our cut-out's PNG: 'product' (u2net.outputs.encode, default) or "
+                         "'pillow' (Image.save defaults, as rembg; on the reference images "
+                         "also rembg's naive cut-out)")
     args = ap.parse_args(argv)
     if args.sizes:
         return run_sizes(args)
@@ -239,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from u2net import accel
+    from u2net import accel, effects
     from u2net.images import load_image
+    from u2net.outputs import encode
     from u2net.predictor import Predictor
 
     if args.threads:
@@ -249,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), rembg's onnxruntime {worker.version} "
-          f"({args.threads or 'default'} threads); {len(images)} images × {args.repeats}")
+          f"({args.threads or 'default'} threads); {len(images)} images × {args.repeats}; "
+          f"our cut-out: " + ("u2net.effects.cutout (no decontamination) and u2net.outputs.encode"
+                              if args.encoding == "product" else "rembg's, with Pillow's PNG defaults"))
     print(f"load average at start: {load_start:.1f} (other processes on this machine slow both "
           "sides alike; the ratio is the figure to read)")
 
@@ -263,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         def ours(mode: str, data: bytes, preds: dict = preds):
             rgb = load_image(data)
             mask = preds[mode].predict(rgb)
-            naive_cutout_png(rgb, mask)
+            if args.encoding == "product":
+                encode(effects.cutout(rgb, mask, decontaminate=False), "png")
+            else:
+                naive_cutout_png(rgb, mask)
             return mask
 
         # Warm-up: first calls allocate and pick kernels on both sides.
@@ -340,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {m['paired_ratio']:.2f}× | {fmt(m['mae'], '.4f')} | {goal} |")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
-                                         "threads": args.threads, "load_start": load_start,
+                                         "threads": args.threads, "encoding": args.encoding,
+                                         "load_start": load_start,
                                          "load_end": load_end, "results": results}, indent=1))
     return 0
 
