@@ -493,7 +493,7 @@ def keep_freed_memory() -> bool:
     process-by-process count (benchmarks/bench_malloc.py) found about a third of fresh
     processes whose heap layout made each forward grow the heap by ~170 MB and trim it again,
     re-faulting 5,000-30,000 pages per image (U²-Netp 175 → 210 ms in the worst); at 1 GiB none
-    did, and the peak resident memory was the same. The cost: what a forward peaked at stays
+    did, and the peak resident memory moved by less than 15 MiB. The cost: what a forward peaked at stays
     resident between calls (README, "Performance"). Done once per process; skipped where
     the user tuned malloc already (MALLOC_*_ environment variables or GLIBC_TUNABLES) and
     where the C library is not glibc. Returns True when the settings took effect.
