@@ -75,16 +75,16 @@ def test_u2net_runs_its_wide_layers_by_winograd_and_keeps_the_plain_answer():
     wide = {name for (name, conv), (_, mine) in zip(plain.named_modules(), net.named_modules(),
                                                     strict=True)
             if isinstance(conv, torch.nn.Conv2d) and "winograd_weight" in mine.__dict__}
-    # U²-Net's deeper stages (128-1024 channels at 20-80 pixels; 13 layers, and the split first
-    # convolutions of stage3d-5d), never the wide maps (64 channels at 160-320), the 10 × 10
-    # bottom or a dilated layer.
-    assert len(wide) == 13, sorted(wide)
+    # U²-Net's stages 3-4 and their decoders (128-1024 channels at 40-80 pixels; 8 layers, and
+    # the split first convolutions of stage3d-4d), never the wide maps (64 channels at
+    # 160-320), the 20² and 10² stages or a dilated layer.
+    assert len(wide) == 8, sorted(wide)
     convs = dict(plain.named_modules())
     for name in wide:
         conv = convs[name]
         assert conv.dilation == (1, 1) and min(conv.in_channels, conv.out_channels) >= 128
-        assert shapes[conv][2] >= 20
-    assert "stage1.rebnconvin.conv_s1" not in wide and "stage6.rebnconvin.conv_s1" not in wide
+        assert shapes[conv][2] >= 40
+    assert "stage1.rebnconvin.conv_s1" not in wide and "stage5.rebnconvin.conv_s1" not in wide
     assert "stage4.rebnconvin.conv_s1" in wide
     x = torch.randn(1, 3, 320, 320)
     with torch.inference_mode():

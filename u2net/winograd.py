@@ -43,8 +43,12 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     36 × C_in × C_out float32, computed in float64 and rounded once."""
     if weight.shape[2:] != (3, 3):
         raise ValueError(f"a 3 × 3 kernel is needed, got {tuple(weight.shape[2:])}")
-    u = torch.einsum("ak,oikl,bl->abio", _G, weight.detach().to(_F64), _G)
-    return u.reshape(IN_TILE * IN_TILE, weight.shape[1], weight.shape[0]).float().contiguous()
+    c_out, c_in = weight.shape[:2]
+    out = torch.empty((IN_TILE, IN_TILE, c_in, c_out), dtype=torch.float32)
+    for o in range(0, c_out, 64):  # 64 outputs at a time: the float64 copy stays small
+        part = weight.detach()[o:o + 64].to(_F64)
+        out[..., o:o + 64] = torch.einsum("ak,oikl,bl->abio", _G, part, _G)
+    return out.view(IN_TILE * IN_TILE, c_in, c_out)
 
 
 def _transformed_input(x: torch.Tensor, blocks_h: int, blocks_w: int) -> torch.Tensor:
