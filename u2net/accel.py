@@ -290,7 +290,7 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
     concatenated map (52 MB at 320 × 320 for 64 + 64 channels in float32) is never written
     or read. For stages in one dtype: float32 (exact), or wholly bfloat16 ("fast": U²-Netp's
     forward 64-70 -> 62-64 ms), whose inputs are cast as their pre-hook would. Where
-    `winograd_fits` (U²-Net's stage3d-5d, exact) the two halves' products are summed by
+    `winograd_fits` (U²-Net's stage3d-4d, exact) the two halves' products are summed by
     Winograd's algorithm instead.
     A stage with float32 layers inside ("fast" stage2d) keeps its concatenation. Returns the
     convolutions it took over; their own packed weights are not needed.

@@ -10,10 +10,11 @@ Convolutional Neural Networks", 2016). Here that is three matrix products:
 3. the 4 × 4 outputs back (Aᵀ M A): (16 × 36) @ (36 × blocks·C_out).
 
 Step 2 holds the multiplications and runs at the CPU's matrix-product rate, so the layers
-with many channels on small maps (U²-Net's deeper stages: 128-1024 channels at 20-80 pixels)
-take 1.3-2.2× less time than oneDNN's direct convolution. With few channels the transforms'
-memory traffic costs more than the multiplications saved, so u2net.accel uses this only
-where it measured faster. The results differ from a direct float32 convolution by ~1e-5 of
+with many channels on small maps (U²-Net's stages 3-4 and their decoders: 128-1024 channels
+at 40-80 pixels) take 1.2-2.2× less time than oneDNN's direct convolution. With few channels
+the transforms' memory traffic costs more than the multiplications saved, and the
+transformed weights are 4× the direct ones, so u2net.accel uses this only where it measured
+faster inside the forward (`accel.winograd_fits`). The results differ from a direct float32 convolution by ~1e-5 of
 the values' size (the transforms' constants, e.g. 1/6, are not exact in binary); the
 published masks' error does not move (tests/test_accel.py).
 """
