@@ -9,8 +9,9 @@ After the mask, --encoding pillow has both sides do the same work: rembg's naive
 (Image.composite onto a transparent image) and a PNG encode with Pillow's defaults, so the
 comparison is about the engine. --encoding product (the default, as in the --sizes rows) has
 ours do what the app, CLI and batch do instead: the cut-out without decontamination (the
-same work as rembg's: the mask as alpha) written by `u2net.outputs.encode`. rembg runs in a worker process (its own onnxruntime threads never share a process
-with torch's); each side times its own call, one call at a time, alternating who goes first.
+same work as rembg's: the mask as alpha) written by `u2net.outputs.encode`. rembg runs in a
+worker process (its own onnxruntime threads never share a process with torch's); each side
+times its own call, one call at a time, alternating who goes first.
 
 This script installs nothing. rembg must be importable by this Python or by the one given
 with --rembg-python, e.g.:

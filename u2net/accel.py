@@ -153,13 +153,19 @@ WINOGRAD_MIN_SIDE = 40
 WINOGRAD_MIN_WORK = 2**25
 
 
+def _plain_float32_3x3(conv: nn.Conv2d) -> bool:
+    """A float32 3 × 3 convolution with padding 1, stride 1, no dilation and no groups: the
+    kind both `_conv_by_taps` and Winograd's algorithm compute."""
+    return (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.weight is not None and conv.weight.dtype == torch.float32)
+
+
 def winograd_fits(conv: nn.Conv2d, input_shape: list[int]) -> bool:
     """True for a float32 3 × 3 convolution (padding 1, stride 1, no dilation) that Winograd's
     algorithm runs faster than oneDNN at this input shape (N × C × H × W)."""
     _, _, h, w = input_shape
-    return (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.weight is not None and conv.weight.dtype == torch.float32
+    return (_plain_float32_3x3(conv)
             and min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
             and min(h, w) >= WINOGRAD_MIN_SIDE
             and conv.in_channels * conv.out_channels * h * w >= WINOGRAD_MIN_WORK)
@@ -174,9 +180,7 @@ def run_by_taps(conv: nn.Conv2d) -> None:
 
 def _is_one_channel_3x3(conv: nn.Conv2d) -> bool:
     """The side outputs' shape of convolution: 3 × 3, padding 1, to a single float32 channel."""
-    return (conv.out_channels == 1 and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
-            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.weight.dtype == torch.float32 and conv.bias is not None)
+    return conv.out_channels == 1 and conv.bias is not None and _plain_float32_3x3(conv)
 
 
 def _onednn_weight(conv: nn.Conv2d) -> torch.Tensor:
