@@ -294,3 +294,23 @@ def test_cutout_and_background_at_once_are_the_two_calls(photos, background):
             assert np.array_equal(np.asarray(cut), np.asarray(cutout(photo, mask, decontaminate=decontaminate))), name
             alone = replace_background(photo, mask, background, decontaminate=decontaminate)
             assert composite.mode == alone.mode and np.array_equal(np.asarray(composite), np.asarray(alone)), name
+
+
+def test_narrow_pass_by_windows_is_the_whole_photos(photos):
+    # Up to ~2 MP the decontamination's narrow pass runs window by window (with a margin, the
+    # box mirrored only at the photo's edges): any window, at the edges, in the middle, one
+    # row or one column thin, holds the whole photo's colours to float rounding.
+    for name, photo, mask in photos[1:]:  # the horse and the cat: under 2 MP
+        rgb = np.asarray(photo)
+        alpha = np.asarray(mask, np.float32) / 255.0
+        windowed = effects._BlurFusion(rgb, alpha)
+        whole = effects._BlurFusion(rgb, alpha, windows=False)
+        assert windowed._windowed and not whole._windowed, name
+        h, w = alpha.shape
+        everything = whole.colours(0, h, 0, w)
+        for r0, r1, c0, c1 in ((0, h, 0, w), (0, 1, 0, w), (h - 1, h, 0, w), (0, h, w - 1, w),
+                               (3, 40, 5, 17), (h // 2, h // 2 + 128, w // 3, w // 3 + 128),
+                               (h - 7, h, w - 130, w)):
+            got = windowed.colours(r0, r1, c0, c1)
+            assert got.shape == (r1 - r0, c1 - c0, 3), (name, r0, r1, c0, c1)
+            assert np.abs(got - everything[r0:r1, c0:c1]).max() < 1e-3, (name, r0, r1, c0, c1)
