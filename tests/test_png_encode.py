@@ -180,3 +180,37 @@ def test_adler32_combine_matches_zlib():
     for cut in (0, 1, 65520, 65521, 65522, 200_000, 300_000):
         first, second = data[:cut], data[cut:]
         assert outputs._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second)) == zlib.adler32(data)
+
+
+def _pillows_scanlines(image: Image.Image) -> bytes:
+    """Pillow's own filtered scanlines of the whole image (its encoder at level 0 stores them)."""
+    return zlib.decompress(image.tobytes("zip", (image.mode, False, 0, -1, b"")))
+
+
+def test_filtering_only_the_nonzero_columns_gives_pillows_scanlines():
+    """A cut-out's rows go through Pillow's filters only between their first and last nonzero
+    columns (plus one): the scanlines, filter choices included, are Pillow's for the whole rows.
+    Objects away from the edges, at the left or right edge, a colour under alpha 0 (encode
+    takes any RGBA, not only our cut-outs), one pixel, nothing at all, and RGB."""
+    rng = np.random.default_rng(11)
+    cut = np.asarray(_pictures((900, 300))["RGBA"]).copy()
+    assert (cut[..., 3] == 0).all(axis=0).any()  # columns with nothing: there is something to skip
+    left, right = cut.copy(), cut.copy()
+    left[:, :50] = rng.integers(0, 256, (300, 50, 4))  # the left edge, noise (no zeros)
+    right[:, -3:, 3] = 200  # the right edge
+    hidden = cut.copy()
+    hidden[:, 5, :3] = 90  # colour under alpha 0 still counts as a nonzero column
+    dot = np.zeros_like(cut)
+    dot[150, 450] = (1, 2, 3, 4)
+    nothing = np.zeros_like(cut)
+    stride = 1 + 900 * 4
+    for name, pixels in {"cut-out": cut, "left": left, "right": right, "hidden": hidden,
+                         "one pixel": dot, "nothing": nothing}.items():
+        image = Image.fromarray(pixels, "RGBA")
+        assert bytes(outputs._pillow_filtered(image, stride)) == _pillows_scanlines(image), name
+        for r0, r1 in ((0, 1), (0, 300), (140, 160), (299, 300)):
+            part = image.crop((0, r0, 900, r1))
+            assert bytes(outputs._pillow_filtered(part, stride)) == _pillows_scanlines(part), (name, r0, r1)
+        _check(image, outputs.encode(image, "png"))
+    rgb = _pictures((900, 300))["RGB"]
+    assert bytes(outputs._pillow_filtered(rgb, 1 + 900 * 3)) == _pillows_scanlines(rgb)

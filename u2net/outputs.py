@@ -462,10 +462,35 @@ def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int,
     else:
         top = max(0, r0 - back - 1)  # Pillow filters the first row against zeros: dropped
         part = image.crop((0, top, image.width, r1))
-        stored = part.tobytes("zip", (image.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
-        lines = memoryview(zlib.decompress(stored, bufsize=(r1 - top) * stride))
+        lines = memoryview(_pillow_filtered(part, stride))
         start = (r0 - top) * stride
     return (lines[max(0, start - _WINDOW):start] if back else None), lines[start:]
+
+
+def _pillow_filtered(part: Image.Image, stride: int) -> bytes | memoryview:
+    """Pillow's filtered scanlines of an RGB(A) image (its encoder at level 0 stores them).
+
+    Only the columns between the first and one past the last nonzero pixel of any row go
+    through Pillow (a cut-out is mostly (0, 0, 0, 0): 26-37 % of a phone photo's columns
+    are outside): outside them every filter leaves zeros, so each row's sums, and with them
+    Pillow's choice of filter, are the same, and so are the bytes (tested)."""
+    box = part.getbbox(alpha_only=False)
+    if box is None:  # every filter leaves zeros, and Pillow keeps the first, "None" (0)
+        return bytes(part.height * stride)
+    x0, x1 = box[0], min(part.width, box[2] + 1)
+    if x1 - x0 >= part.width * 0.9:
+        x0, x1 = 0, part.width  # nothing much to skip
+    narrow = part.crop((x0, 0, x1, part.height)) if (x0, x1) != (0, part.width) else part
+    stored = narrow.tobytes("zip", (part.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
+    lines = zlib.decompress(stored, bufsize=part.height * (1 + (x1 - x0) * (stride - 1) // part.width))
+    if narrow is part:
+        return lines
+    bpp = (stride - 1) // part.width
+    rows = np.zeros((part.height, stride), np.uint8)
+    got = np.frombuffer(lines, np.uint8).reshape(part.height, -1)
+    rows[:, 0] = got[:, 0]  # the filter types
+    rows[:, 1 + x0 * bpp:1 + x1 * bpp] = got[:, 1:]
+    return rows.reshape(-1).data  # one dimension: the caller slices bytes
 
 
 def _up_filtered(pixels: np.ndarray, r0: int, r1: int, stride: int) -> memoryview:
