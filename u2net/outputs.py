@@ -471,9 +471,10 @@ def _pillow_filtered(part: Image.Image, stride: int) -> bytes | memoryview:
     """Pillow's filtered scanlines of an RGB(A) image (its encoder at level 0 stores them).
 
     Only the columns between the first and one past the last nonzero pixel of any row go
-    through Pillow (a cut-out is mostly (0, 0, 0, 0): 26-37 % of a phone photo's columns
-    are outside): outside them every filter leaves zeros, so each row's sums, and with them
-    Pillow's choice of filter, are the same, and so are the bytes (tested)."""
+    through Pillow: a cut-out is (0, 0, 0, 0) around the object (on the bike at 1.5-12 MP,
+    26-37 % of each strip's bytes lie outside those columns; its PNG 8-14 % quicker). Outside
+    them every filter leaves zeros, so each row's sums, and with them Pillow's choice of
+    filter, are the same, and so are the bytes (tested)."""
     box = part.getbbox(alpha_only=False)
     if box is None:  # every filter leaves zeros, and Pillow keeps the first, "None" (0)
         return bytes(part.height * stride)
