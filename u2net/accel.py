@@ -221,8 +221,7 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
     fuse_conv_relu(model)
     shapes = conv_input_shapes(model, input_size)
     split = _split_decoder_concat(model, shapes)
-    blocks = {m.conv_s1: m for m in model.modules() if isinstance(m, REBNCONV)}
-    fused = set(blocks)
+    blocks = {m.conv_s1: m for m in model.modules() if isinstance(m, REBNCONV)}  # ReLU fused
     for conv, shape in shapes.items():
         if _is_one_channel_3x3(conv):
             run_by_taps(conv)
@@ -232,7 +231,7 @@ def pack_conv_weights(model: nn.Module, input_size: int = 320) -> nn.Module:
         elif conv not in split:
             conv.__dict__["packed_weight"] = _packed(conv, conv.weight, shape)
         conv.weight = None  # type: ignore[assignment]  # the packed copies are the ones used
-        if conv not in fused and "tap_weight" not in conv.__dict__:
+        if conv not in blocks and "tap_weight" not in conv.__dict__:
             conv.forward = types.MethodType(_conv_onednn, conv)
     return model
 

@@ -481,12 +481,12 @@ def _pillow_filtered(part: Image.Image, stride: int) -> bytes | memoryview:
     x0, x1 = box[0], min(part.width, box[2] + 1)
     if x1 - x0 >= part.width * 0.9:
         x0, x1 = 0, part.width  # nothing much to skip
+    bpp = (stride - 1) // part.width
     narrow = part.crop((x0, 0, x1, part.height)) if (x0, x1) != (0, part.width) else part
     stored = narrow.tobytes("zip", (part.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
-    lines = zlib.decompress(stored, bufsize=part.height * (1 + (x1 - x0) * (stride - 1) // part.width))
+    lines = zlib.decompress(stored, bufsize=part.height * (1 + (x1 - x0) * bpp))
     if narrow is part:
         return lines
-    bpp = (stride - 1) // part.width
     rows = np.zeros((part.height, stride), np.uint8)
     got = np.frombuffer(lines, np.uint8).reshape(part.height, -1)
     rows[:, 0] = got[:, 0]  # the filter types
