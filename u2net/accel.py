@@ -327,7 +327,9 @@ def _split_decoder_concat(model: nn.Module, shapes: dict[nn.Conv2d, list[int]]) 
             return plain_decode(i, up, skip)
         stage, conv, w_up, w_skip, how = plan
         if how == "winograd":  # float32 only: the two groups' products are summed in place
-            return stage.from_hxin(winograd.conv3x3([up, skip], [w_up, w_skip], conv.bias, relu=True))
+            # (a neighbour turned to bfloat16 by `mixed_precision` hands its map on as such)
+            return stage.from_hxin(winograd.conv3x3([up.float(), skip.float()], [w_up, w_skip],
+                                                    conv.bias, relu=True))
         dtype = w_up.dtype
         args = (conv.padding, conv.stride, conv.dilation, conv.groups)
         part = torch.ops.mkldnn._convolution_pointwise(up.to(dtype), w_up, conv.bias, *args, "none", [], "")
