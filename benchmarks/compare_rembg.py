@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         preds = {mode: Predictor(model, device="cpu", precision=mode, cache_size=0).load()
                  for mode in args.modes}
         for mode in args.modes:
-            print(f"{model} {mode}: {accel.describe('cpu', mode)}")
+            print(f"{model} {mode}: {accel.describe('cpu', mode, model)}")
 
         def ours(mode: str, data: bytes, preds: dict = preds):
             rgb = load_image(data)
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": statistics.median(times[mode]) / base,
                 "paired_ratio": statistics.median(paired),
                 "mae": statistics.mean(maes[mode]) if maes[mode] else None,
-                "engine": accel.describe("cpu", mode),
+                "engine": accel.describe("cpu", mode, model),
             }
         del preds
 

@@ -71,7 +71,7 @@ def test_prepare_leaves_the_callers_model_alone(u2netp, batch):
 def test_mixed_precision_keeps_the_sensitive_layers_in_float32(weights_dir, batch):
     net = accel.mixed_precision(load_model("u2netp", weights_dir / "u2netp.onnx"), torch.bfloat16)
     exact = load_model("u2netp", weights_dir / "u2netp.onnx")
-    kept = set(accel.FAST_FP32_BLOCKS)
+    kept = set(accel.FAST_FP32["u2netp"])
     assert {"stage2d.rebnconv1d", "outconv"} <= kept
     for name, param in net.named_parameters():
         owner = name.rsplit(".", 2)[0] if ".conv_s1." in name else name.rsplit(".", 1)[0]
@@ -83,6 +83,18 @@ def test_mixed_precision_keeps_the_sensitive_layers_in_float32(weights_dir, batc
     assert net.stage2d.rebnconv3d.conv_s1.weight.dtype == torch.bfloat16  # the rest of stage2d
     with torch.inference_mode():
         assert net(batch).dtype == torch.float32  # outconv is float32, so is the fused map
+
+
+def test_each_architecture_keeps_its_own_float32_layers(weights_dir):
+    net = accel.mixed_precision(load_model("u2net", weights_dir / "u2net.onnx"), torch.bfloat16)
+    for name in ("stage1d.rebnconv2d", "stage1d.rebnconv3d", "stage2d.rebnconv1d"):
+        assert net.get_submodule(name).conv_s1.weight.dtype == torch.float32, name
+    assert net.stage1d.rebnconv1d.conv_s1.weight.dtype == torch.bfloat16
+    assert net.outconv.weight.dtype == torch.float32
+    assert "stage1d" not in "".join(accel.FAST_FP32["u2netp"])
+    if accel.fast_dtype("cpu") is not None:
+        assert "stage1d.rebnconv3d" in accel.describe("cpu", "fast", "u2net")
+        assert "stage1d" not in accel.describe("cpu", "fast", "u2netp")
 
 
 def test_fast_without_native_reduced_precision_is_the_exact_path(u2netp, batch, monkeypatch):
@@ -121,6 +133,10 @@ def test_masks_match_the_published_ones(reference_dir, model, precision):
         errors.append(np.abs(np.asarray(mask, np.float32) - np.asarray(ref, np.float32)).mean() / 255)
     mae = float(np.mean(errors))
     assert mae <= MAX_MAE[precision], f"{model} {precision}: MAE {mae:.5f} over {len(paths)} images"
+    if (model, precision) == ("u2net", "fast"):
+        # stage1d's two sensitive layers in float32 (accel.FAST_FP32): measured 0.0002; with
+        # U²-Netp's list alone it is 0.0015, inside the promise but seven times the error.
+        assert mae <= 0.0005, mae
     # No single image may be far off either (an average can hide one broken mask).
     assert max(errors) <= 4 * MAX_MAE[precision], dict(zip([p.name for p in paths], errors, strict=True))
 

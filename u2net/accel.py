@@ -13,12 +13,16 @@ Two precisions (README, "Performance", has the measurements behind every choice 
   runs the exact path: emulated bfloat16 is slower than float32 and less faithful.
 
 Which layers stay in float32 was measured against the published masks, first one block at a
-time, then one layer at a time inside the block that mattered: of U²-Netp's decoder block
+time, then one layer at a time inside the blocks that mattered: of U²-Netp's decoder block
 stage2d only its last two convolutions (rebnconv2d, rebnconv1d) move the masks when turned to
 bfloat16 (0.006 and 0.008 mean absolute error; each of its ten other layers, and every other
 block, by less than 0.0005). The final 1×1 fusion (outconv) stays float32 too, or the fused
 map itself is rounded to 8 bits. The side outputs run in the reduced precision (no change in
-the masks' error for either model).
+the masks' error for either model). U²-Net's full-resolution decoder stage1d moves its masks
+most (0.0014 alone, `benchmarks/bench_precision_blocks.py`); two of its layers in float32
+(rebnconv2d and rebnconv3d, at 160² and 80²) take U²-Net's fast masks from 0.0015 to 0.0002
+for ~6 % of the fast forward. The same two in U²-Netp would give 0.0007 → 0.0005 for ~11 %,
+so U²-Netp keeps its three.
 """
 
 from __future__ import annotations
@@ -38,9 +42,19 @@ from .model import REBNCONV
 
 PRECISIONS = ("exact", "fast")
 
-# Modules kept in float32 in "fast" mode; everything else runs in the reduced precision.
-# Measured block by block and layer by layer (see the module docstring).
-FAST_FP32_BLOCKS: tuple[str, ...] = ("stage2d.rebnconv2d", "stage2d.rebnconv1d", "outconv")
+# Modules kept in float32 in "fast" mode, per architecture; everything else runs in the
+# reduced precision. Measured block by block and layer by layer (see the module docstring).
+FAST_FP32: dict[str, tuple[str, ...]] = {
+    "u2netp": ("stage2d.rebnconv2d", "stage2d.rebnconv1d", "outconv"),
+    "u2net": ("stage2d.rebnconv2d", "stage2d.rebnconv1d", "stage1d.rebnconv2d", "stage1d.rebnconv3d",
+              "outconv"),
+}
+
+
+def fast_fp32_layers(architecture: str) -> tuple[str, ...]:
+    """The layers "fast" keeps in float32 for `architecture` ("u2net", "u2netp"; the portrait
+    model is a U²-Net)."""
+    return FAST_FP32.get(architecture, FAST_FP32["u2net"])
 
 
 @functools.cache
@@ -68,9 +82,9 @@ def fast_dtype(device: torch.device | str) -> torch.dtype | None:
     return None
 
 
-def describe(device: torch.device | str, precision: str = "exact") -> str:
-    """One line saying what `prepare` runs for this device and precision (for logs and
-    benchmarks), e.g. "cpu float32 channels-last" or "cpu bfloat16 … (float32: 2 stage2d layers, …)"."""
+def describe(device: torch.device | str, precision: str = "exact", architecture: str = "u2netp") -> str:
+    """One line saying what `prepare` runs for this device, precision and architecture (for logs
+    and benchmarks), e.g. "cpu float32 channels-last" or "cpu bfloat16 … (float32: stage2d.rebnconv2d, …)"."""
     _check_precision(precision)
     device = torch.device(device)
     dtype = fast_dtype(device) if precision == "fast" else None
@@ -82,7 +96,8 @@ def describe(device: torch.device | str, precision: str = "exact") -> str:
     if dtype is None:
         note = " (no native bfloat16 on this CPU: exact path)" if precision == "fast" else ""
         return f"{device.type} float32{layout}{note}"
-    return f"{device.type} {str(dtype).removeprefix('torch.')}{layout} (float32: 2 stage2d layers, outconv)"
+    kept = ", ".join(fast_fp32_layers(architecture))
+    return f"{device.type} {str(dtype).removeprefix('torch.')}{layout} (float32: {kept})"
 
 
 @functools.cache
@@ -360,10 +375,11 @@ def _blocks(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
 
 
 def mixed_precision(model: nn.Module, dtype: torch.dtype,
-                    keep_fp32: Iterable[str] = FAST_FP32_BLOCKS) -> nn.Module:
+                    keep_fp32: Iterable[str] | None = None) -> nn.Module:
     """Convert `model` to `dtype`, except the modules named in `keep_fp32`, in place.
 
     Names are module paths: a block ("side1") or a layer inside one ("stage2d.rebnconv1d").
+    None: the model's architecture's `FAST_FP32` layers.
     Every converted or kept unit casts its inputs to its own dtype (a forward pre-hook), and
     where a float32 and a reduced-precision map meet (torch.cat, the residual add) PyTorch
     promotes to float32, so each unit sees the dtype it was given. Converted from the float32
@@ -371,7 +387,7 @@ def mixed_precision(model: nn.Module, dtype: torch.dtype,
 
     Returns the same model.
     """
-    keep = set(keep_fp32)
+    keep = set(fast_fp32_layers(getattr(model, "architecture", "u2net")) if keep_fp32 is None else keep_fp32)
 
     def convert(module: nn.Module, path: str) -> None:
         if path in keep:
