@@ -11,7 +11,14 @@ Peer in the same run: Pillow alone decoding the same JPEG and writing it once as
 level 1) — the floor of any tool that hands back a full-size PNG — so the ratio shows what the
 whole request costs on top of it.
 
+`/all_outputs` includes the portrait drawing, as on a deployed Space (its 176 MB weights come
+from the Hub on first use). Those weights are not on this machine, so by default the app gets a
+U²-Net of random weights in the official checkpoint's layout: the same network, so the same
+time, and a drawing of noise. `--portrait none` runs without them (the drawing is then skipped
+at once), as the runs before session 9 did.
+
     .venv/bin/python benchmarks/app_big_photos.py [--sizes 6,12] [--repeat 3] [--model u2netp]
+                                                  [--portrait random|none]
 
 The photos are made here by upscaling an official test image (nothing is committed).
 """
@@ -101,15 +108,22 @@ def main() -> int:
     parser.add_argument("--sizes", default="6,12")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default="u2netp")
+    parser.add_argument("--portrait", choices=("random", "none"), default="random",
+                        help="the portrait model's weights: random (its full cost, as deployed) or none")
     args = parser.parse_args()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     env.setdefault("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
+    folder = Path(tempfile.mkdtemp(prefix="app-big-"))
+    if args.portrait == "random":
+        sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+        from app_server import random_portrait_weights  # the tests' checkpoint of random weights
+
+        env["U2NET_U2NET_PORTRAIT_WEIGHTS"] = str(random_portrait_weights(folder / "u2net_portrait_random.pth"))
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--preload", args.model,
                              "--max-file-size", "200mb"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
-    folder = Path(tempfile.mkdtemp(prefix="app-big-"))
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 300
@@ -124,7 +138,8 @@ def main() -> int:
                 time.sleep(1)
         warm = file_data(upload(url, photo(1, folder, 999)))
         call(url, "all_outputs", [warm, args.model, "white", "dim", "free"])
-        print(f"model {args.model}; medians of {args.repeat}; peer = Pillow decode + one PNG encode with the product's settings")
+        print(f"model {args.model}; portrait drawing: {'yes (random weights)' if args.portrait == 'random' else 'no weights'}; "
+              f"medians of {args.repeat}; peer = Pillow decode + one PNG encode with the product's settings")
         print(f"{'photo':>6} | {'peer':>6} | {'all outputs (new photo)':>24} | "
               f"{'all outputs (control moved)':>28} | {'remove background':>18}")
         for size in (float(s) for s in args.sizes.split(",")):

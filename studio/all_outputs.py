@@ -74,10 +74,25 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     folder = output_folder()
     if "before" not in made:
         todo.append("before")  # the slider's "before": the upright photo, as a JPEG
+    # The portrait drawing needs the photo only, so it is kept per upload, whatever the controls
+    # or the mask model, and its network (U²-Net at 512², ~1 s on 2 cores for a new photo)
+    # runs beside the other outputs instead of after them.
+    portrait_key = (upload_key(image_path), "portrait")
+    with _made_lock:
+        if portrait_key[0] is not None and portrait_key in _made and Path(_made[portrait_key][0]).exists():
+            made["portrait"] = _made[portrait_key]
+    notes = []
+    drawer = None
+    if "portrait" not in made:
+        try:
+            drawer = portrait_predictor(progress)  # loaded here: progress belongs to this thread
+        except WeightsError:
+            notes.append(f"**Portrait:** {PORTRAIT_MISSING} (The Portrait tab shows where it looked.)")
 
     # The cut-out and the new background share one estimate of the object's colours.
     shared = ("cutout", "background")
-    groups = ([shared] if set(shared) <= set(todo) else []) + [
+    groups = ([("portrait",)] if drawer is not None else []) + (  # the longest first
+        [shared] if set(shared) <= set(todo) else []) + [
         (kind,) for kind in todo if kind not in shared or not set(shared) <= set(todo)]
     # Several outputs side by side each keep to one thread (PNG encoding too); one alone (a
     # control moved) may use every core for its stripes and its PNG, and so may the cut-out
@@ -89,6 +104,9 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
         # encoders release the GIL, so the outputs of a phone photo share the cores.
         if kinds == ("before",):
             return {"before": (save(image, folder, image_path, "before", "jpg"), None)}
+        if kinds == ("portrait",):
+            drawing = render(image, None, ["portrait"], options, drawer).images["portrait"]
+            return {"portrait": (save(drawing, folder, image_path, "portrait"), None)}
         with effects.threads_here(effects.thread_count() if kinds == shared else per_group):
             result = render(image, mask, list(kinds), options)
             return {kind: (save(result.images[kind], folder, image_path, kind),
@@ -101,17 +119,14 @@ def all_outputs(image_path: str | None, model: str = "u2netp", background: str =
     with _made_lock:
         for kind in todo:
             _made[keys[kind]] = made[kind]
+        if drawer is not None and portrait_key[0] is not None:
+            _made[portrait_key] = made["portrait"]
         while len(_made) > MADE_KEPT:
             _made.popitem(last=False)
     crop = made["crop"][1]
-    notes = [] if not crop.empty else [f"**Crop:** {crop.message}"]
-    try:
-        drawing = render(image, None, ["portrait"], options, portrait_predictor(progress))
-        portrait_path = save(drawing.images["portrait"], folder, image_path, "portrait")
-    except WeightsError:
-        portrait_path = None
-        notes.append(f"**Portrait:** {PORTRAIT_MISSING} (The Portrait tab shows where it looked.)")
-    outputs = [made[kind][0] for kind in KINDS] + [portrait_path]
+    if crop.empty:
+        notes.insert(0, f"**Crop:** {crop.message}")
+    outputs = [made[kind][0] for kind in KINDS] + [made.get("portrait", (None,))[0]]
     return (*outputs, (made["before"][0], made["cutout"][0]), made["boxes"][1], "\n\n".join(notes))
 
 

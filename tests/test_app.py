@@ -356,10 +356,18 @@ def test_all_outputs_runs_each_network_once_per_image(portrait_weights, monkeypa
     assert all(Path(p).is_file() for p in first[:7])
     assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
 
-    # New controls re-render from the cached masks: no network pass at all.
+    # New controls re-render from the cached masks: no network pass at all. The drawing reads
+    # the photo only, so the same file is handed back, not drawn and written again.
     again = all_outputs(picture, "u2netp", "blur", "heatmap", "16:9")
     assert (salient.inference_count, portrait.inference_count) == (before[0] + 1, before[1] + 1)
     assert opened(again[2]).tobytes() != opened(first[2]).tobytes()  # the background did change
+    assert again[6] == first[6]
+    # Another picture gets its own drawing.
+    (tmp_path / "other").mkdir()
+    other = str(_unique_picture(tmp_path / "other"))
+    third = all_outputs(other, "u2netp", "blur", "heatmap", "16:9")
+    assert third[6] != first[6] and portrait.inference_count == before[1] + 2
+    assert opened(third[6]).tobytes() != opened(first[6]).tobytes()
 
 
 # ---------------------------------------------------------------------------------------------
