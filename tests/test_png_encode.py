@@ -143,12 +143,14 @@ def test_the_same_pixels_give_the_same_bytes_on_any_threads():
 def test_files_are_no_larger_than_before_and_masks_than_rembgs():
     """Masks (L): no larger than Pillow's default (zlib level 6), what rembg writes. Cut-outs
     and RGB outputs keep the run-length deflate: no larger than the encoder before the strips
-    (Pillow, level 1, Z_RLE)."""
+    (Pillow, level 1, Z_RLE), give or take 0.2 %: Paeth on every row instead of Pillow's choice
+    per row (measured +0.06 % / +0.03 % here at 640 × 427, -0.1 % / -0.2 % at 1801 × 1203)."""
     for size in ((640, 427), (1801, 1203)):
         for mode, image in _pictures(size).items():
             buf = io.BytesIO()
             image.save(buf, "PNG", **({} if mode == "L" else {"compress_level": 1, "compress_type": zlib.Z_RLE}))
-            assert len(outputs.encode(image, "png")) <= len(buf.getvalue()), (size, mode)
+            slack = 1.0 if mode == "L" else 1.002
+            assert len(outputs.encode(image, "png")) <= slack * len(buf.getvalue()), (size, mode)
 
 
 def test_other_modes_go_through_pillow():
@@ -182,16 +184,34 @@ def test_adler32_combine_matches_zlib():
         assert outputs._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second)) == zlib.adler32(data)
 
 
-def _pillows_scanlines(image: Image.Image) -> bytes:
-    """Pillow's own filtered scanlines of the whole image (its encoder at level 0 stores them)."""
-    return zlib.decompress(image.tobytes("zip", (image.mode, False, 0, -1, b"")))
+def _paeth_scanlines(image: Image.Image) -> bytes:
+    """PNG's Paeth filter on every row of the whole image, written from the specification
+    (predictor: whichever of left, above, upper-left is nearest to left + above - upper-left;
+    ties in that order; neighbours outside the image are 0)."""
+    x = np.asarray(image).astype(np.int16).reshape(image.height, -1)
+    bpp = x.shape[1] // image.width
+    left = np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]
+    up = np.pad(x, ((1, 0), (0, 0)))[:-1]
+    upper_left = np.pad(up, ((0, 0), (bpp, 0)))[:, :-bpp]
+    guess = left + up - upper_left
+    pa, pb, pc = np.abs(guess - left), np.abs(guess - up), np.abs(guess - upper_left)
+    predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upper_left))
+    rows = np.empty((image.height, x.shape[1] + 1), np.uint8)
+    rows[:, 0] = 4
+    rows[:, 1:] = (x - predictor) & 255
+    return rows.tobytes()
 
 
-def test_filtering_only_the_nonzero_columns_gives_pillows_scanlines():
-    """A cut-out's rows go through Pillow's filters only between their first and last nonzero
-    columns (plus one): the scanlines, filter choices included, are Pillow's for the whole rows.
-    Objects away from the edges, at the left or right edge, a colour under alpha 0 (encode
-    takes any RGBA, not only our cut-outs), one pixel, nothing at all, and RGB."""
+def _filtered_rows(data: bytes | memoryview, image: Image.Image) -> np.ndarray:
+    return np.frombuffer(bytes(data), np.uint8).reshape(image.height, -1)
+
+
+def test_filtering_only_the_nonzero_columns_gives_the_whole_rows_paeth():
+    """RGB(A) rows get PNG's Paeth filter, by OpenCV, only between the first and last nonzero
+    columns (plus one): the scanlines are those of the whole rows, computed here from the
+    specification. Objects away from the edges, at the left or right edge, a colour under
+    alpha 0 (encode takes any RGBA, not only our cut-outs), one pixel, nothing at all, and RGB.
+    A row that is zero throughout may carry filter type 0 instead of 4: both leave zeros."""
     rng = np.random.default_rng(11)
     cut = np.asarray(_pictures((900, 300))["RGBA"]).copy()
     assert (cut[..., 3] == 0).all(axis=0).any()  # columns with nothing: there is something to skip
@@ -204,13 +224,29 @@ def test_filtering_only_the_nonzero_columns_gives_pillows_scanlines():
     dot[150, 450] = (1, 2, 3, 4)
     nothing = np.zeros_like(cut)
     stride = 1 + 900 * 4
+
+    def same(image: Image.Image, label: tuple) -> None:
+        lines = outputs._paeth_filtered(image, stride)
+        # The rows decode to the picture (Pillow reads them as a PNG)...
+        header = struct.pack(">IIBBBBB", image.width, image.height, 8, 6, 0, 0, 0)
+        png = b"".join([b"\x89PNG\r\n\x1a\n", outputs._png_chunk(b"IHDR", header),
+                        outputs._png_chunk(b"IDAT", zlib.compress(bytes(lines))), outputs._png_chunk(b"IEND", b"")])
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(image)), label
+        if image.height == 1:
+            return  # libpng writes a single row unfiltered: nothing above it to predict from
+        # ...and are the specification's Paeth (a row of zeros may say type 0: both leave zeros).
+        got, want = _filtered_rows(lines, image), _filtered_rows(_paeth_scanlines(image), image)
+        empty = ~np.asarray(image).reshape(image.height, -1).any(axis=1)
+        assert np.array_equal(got[:, 1:], want[:, 1:]), label
+        assert np.array_equal(got[~empty, 0], want[~empty, 0]) and set(got[empty, 0]) <= {0, 4}, label
+
     for name, pixels in {"cut-out": cut, "left": left, "right": right, "hidden": hidden,
                          "one pixel": dot, "nothing": nothing}.items():
         image = Image.fromarray(pixels, "RGBA")
-        assert bytes(outputs._pillow_filtered(image, stride)) == _pillows_scanlines(image), name
+        same(image, (name,))
         for r0, r1 in ((0, 1), (0, 300), (140, 160), (299, 300)):
-            part = image.crop((0, r0, 900, r1))
-            assert bytes(outputs._pillow_filtered(part, stride)) == _pillows_scanlines(part), (name, r0, r1)
+            same(image.crop((0, r0, 900, r1)), (name, r0, r1))
         _check(image, outputs.encode(image, "png"))
     rgb = _pictures((900, 300))["RGB"]
-    assert bytes(outputs._pillow_filtered(rgb, 1 + 900 * 3)) == _pillows_scanlines(rgb)
+    got = _filtered_rows(outputs._paeth_filtered(rgb, 1 + 900 * 3), rgb)
+    assert np.array_equal(got, _filtered_rows(_paeth_scanlines(rgb), rgb))

@@ -356,8 +356,10 @@ def encode(image: Image.Image, fmt: str = "png", *, fast: bool = False) -> bytes
 
     PNG of an RGBA, RGB or L image: strips of rows filtered and deflated side by side on
     `effects.thread_count()` threads (`effects.use_threads`, `effects.threads_here`) with
-    zlib-ng's run-length deflate; masks (L, PNG's "Up" filter) keep the smaller of that and
-    level 6. Other modes: Pillow's default. Measured with benchmarks/bench_png.py on 2 shared
+    zlib-ng's run-length deflate, RGB(A) rows with PNG's "Paeth" filter (`_png_filtered`);
+    masks (L, PNG's "Up" filter) keep the smaller of that and level 6. Other modes: Pillow's
+    default. The figures below predate the Paeth filter, which took 30 % off RGB(A) encodes
+    (session 9, README "Performance"). Measured with benchmarks/bench_png.py on 2 shared
     cores (README "Performance"), at 12 MP:
     - cut-out: 1.02x Pillow's default level 6 (what rembg writes: 6.69 MB in 1.3 s), in
       0.42 CPU s shared by the threads (~0.22 s on 2); level 6 on the strips is no smaller
@@ -381,7 +383,7 @@ def encode(image: Image.Image, fmt: str = "png", *, fast: bool = False) -> bytes
 
 
 # The PNG encoder. Each strip of rows is filtered (PNG's per-row predictors) and deflated on
-# its own, on up to `effects.thread_count()` threads (Pillow's encoder and zlib release the
+# its own, on up to `effects.thread_count()` threads (OpenCV's filtering and zlib release the
 # GIL); every strip but the last ends on a byte boundary (a full flush), so the raw deflate
 # pieces join into one zlib stream. The bytes depend on the pixels only, never on the threads.
 _PNG_MODES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # colour type, bytes per pixel
@@ -448,10 +450,13 @@ def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int,
     """Rows r0..r1 as PNG scanlines (filter byte + filtered row), and the scanlines just
     above them (up to deflate's window: the strip may refer back to them), or None at the top.
 
-    RGB(A): Pillow's adaptive choice per row (its encoder filters even at level 0, which
-    stores the rows as they are, so inflating them is a copy). "L" (masks, portrait drawings:
-    smooth, scaled up from the network's size): PNG's "Up" on every row, 15-20% smaller there
-    than Pillow's choice (though ~7% larger on a grey photo, which is not an output here).
+    RGB(A): PNG's "Paeth" on every row (`_paeth_filtered`). Pillow's encoder tries all five
+    filters on each row and keeps the one with the smallest sums; on photos that is Paeth for
+    nearly every row, so the files are the same size to 0.1-0.3 % (0.09 % for cut-outs over the
+    reference images and examples; at worst 6 % on one small cut-out), for 30 % less time (12 MP
+    cut-out PNG 193 -> 137 ms). "L" (masks, portrait drawings: smooth, scaled up from the
+    network's size): PNG's "Up" on every row, 15-20% smaller there than Pillow's choice
+    (though ~7% larger on a grey photo, which is not an output here).
     Either way a row's filtering depends on it and the row above only, so the rows above a
     strip come out the same as in the strip before.
     """
@@ -460,38 +465,56 @@ def _png_filtered(image: Image.Image, pixels: np.ndarray | None, r0: int,
         lines = _up_filtered(pixels, r0 - back, r1, stride)
         start = back * stride
     else:
-        top = max(0, r0 - back - 1)  # Pillow filters the first row against zeros: dropped
+        top = max(0, r0 - back - 1)  # the first row is filtered against zeros: dropped
         part = image.crop((0, top, image.width, r1))
-        lines = memoryview(_pillow_filtered(part, stride))
+        lines = memoryview(_paeth_filtered(part, stride))
         start = (r0 - top) * stride
     return (lines[max(0, start - _WINDOW):start] if back else None), lines[start:]
 
 
-def _pillow_filtered(part: Image.Image, stride: int) -> bytes | memoryview:
-    """Pillow's filtered scanlines of an RGB(A) image (its encoder at level 0 stores them).
+def _paeth_filtered(part: Image.Image, stride: int) -> bytes | memoryview:
+    """An RGB(A) image's scanlines with PNG's Paeth filter on every row, by libpng through
+    OpenCV (its level-0 PNG stores them, so inflating them is a copy).
 
-    Only the columns between the first and one past the last nonzero pixel of any row go
-    through Pillow: a cut-out is (0, 0, 0, 0) around the object (on the bike at 1.5-12 MP,
-    26-37 % of each strip's bytes lie outside those columns; its PNG 8-14 % quicker). Outside
-    them every filter leaves zeros, so each row's sums, and with them Pillow's choice of
-    filter, are the same, and so are the bytes (tested)."""
+    Only the columns between the first and one past the last nonzero pixel of any row are
+    filtered: outside them the pixels are zero, so are their left and upper neighbours, and
+    Paeth leaves zeros there, exactly as across the whole width (tested)."""
+    cv2 = effects._cv2()
+    pixels = np.asarray(part)
+    bpp = (stride - 1) // part.width
     box = part.getbbox(alpha_only=False)
-    if box is None:  # every filter leaves zeros, and Pillow keeps the first, "None" (0)
+    if box is None:  # all zeros: every row "None" and zeros, as Pillow writes it
         return bytes(part.height * stride)
     x0, x1 = box[0], min(part.width, box[2] + 1)
     if x1 - x0 >= part.width * 0.9:
-        x0, x1 = 0, part.width  # nothing much to skip
-    bpp = (stride - 1) // part.width
-    narrow = part.crop((x0, 0, x1, part.height)) if (x0, x1) != (0, part.width) else part
-    stored = narrow.tobytes("zip", (part.mode, False, 0, -1, b""))  # rawmode, optimize, level, strategy, dictionary
-    lines = zlib.decompress(stored, bufsize=part.height * (1 + (x1 - x0) * bpp))
-    if narrow is part:
+        x0, x1 = 0, part.width
+    # PNG stores R, G, B(, A); OpenCV's images are B, G, R(, A).
+    bgr = cv2.cvtColor(pixels[:, x0:x1], cv2.COLOR_RGB2BGR if bpp == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 0,
+                                         cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH])
+    if not ok:
+        raise RuntimeError("OpenCV could not filter the image's rows")
+    stream = b"".join(_png_chunks(png.data, b"IDAT"))
+    lines = zlib.decompress(stream, bufsize=part.height * (1 + (x1 - x0) * bpp))
+    if (x0, x1) == (0, part.width):
         return lines
     rows = np.zeros((part.height, stride), np.uint8)
     got = np.frombuffer(lines, np.uint8).reshape(part.height, -1)
     rows[:, 0] = got[:, 0]  # the filter types
     rows[:, 1 + x0 * bpp:1 + x1 * bpp] = got[:, 1:]
-    return rows.reshape(-1).data  # one dimension: the caller slices bytes
+    return rows.reshape(-1).data
+
+
+def _png_chunks(png: bytes | memoryview, kind: bytes) -> list[memoryview]:
+    """The data of every chunk of type `kind` in a PNG, in order."""
+    view = memoryview(png)
+    out, at = [], 8  # after the signature
+    while at + 8 <= len(view):
+        length, = struct.unpack(">I", view[at:at + 4])
+        if view[at + 4:at + 8] == kind:
+            out.append(view[at + 8:at + 8 + length])
+        at += 12 + length
+    return out
 
 
 def _up_filtered(pixels: np.ndarray, r0: int, r1: int, stride: int) -> memoryview:
@@ -536,3 +559,4 @@ def encode_for(path: Path, image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     return buf.getvalue()
+
