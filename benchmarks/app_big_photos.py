@@ -18,7 +18,7 @@ time, and a drawing of noise. `--portrait none` runs without them (the drawing i
 at once), as the runs before session 9 did.
 
     .venv/bin/python benchmarks/app_big_photos.py [--sizes 6,12] [--repeat 3] [--model u2netp]
-                                                  [--portrait random|none]
+                                                  [--portrait random|none] [--precision exact|fast]
 
 The photos are made here by upscaling an official test image (nothing is committed).
 """
@@ -110,6 +110,8 @@ def main() -> int:
     parser.add_argument("--model", default="u2netp")
     parser.add_argument("--portrait", choices=("random", "none"), default="random",
                         help="the portrait model's weights: random (its full cost, as deployed) or none")
+    parser.add_argument("--precision", choices=("exact", "fast"), default="exact",
+                        help="the app's --precision, for every network (the portrait's too)")
     args = parser.parse_args()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     env.setdefault("U2NET_HOME", str(ROOT.parent / "shared" / "weights"))
@@ -122,7 +124,7 @@ def main() -> int:
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--preload", args.model,
-                             "--max-file-size", "200mb"], cwd=ROOT, env=env, stdout=log,
+                             "--max-file-size", "200mb", "--precision", args.precision], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -138,7 +140,7 @@ def main() -> int:
                 time.sleep(1)
         warm = file_data(upload(url, photo(1, folder, 999)))
         call(url, "all_outputs", [warm, args.model, "white", "dim", "free"])
-        print(f"model {args.model}; portrait drawing: {'yes (random weights)' if args.portrait == 'random' else 'no weights'}; "
+        print(f"model {args.model}, precision {args.precision}; portrait drawing: {'yes (random weights)' if args.portrait == 'random' else 'no weights'}; "
               f"medians of {args.repeat}; peer = Pillow decode + one PNG encode with the product's settings")
         print(f"{'photo':>6} | {'peer':>6} | {'all outputs (new photo)':>24} | "
               f"{'all outputs (control moved)':>28} | {'remove background':>18}")
