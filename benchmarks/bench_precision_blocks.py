@@ -16,7 +16,6 @@ timings mean nothing (the errors still do).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -29,20 +28,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_engine import _weights as weights  # noqa: E402  (U2NET_HOME's .onnx, or exit)
+
 from u2net import accel  # noqa: E402
 from u2net.images import load_image  # noqa: E402
 from u2net.model import load_model  # noqa: E402
 from u2net.predictor import postprocess, preprocess  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference"
-
-
-def weights(name: str) -> Path:
-    home = Path(os.environ.get("U2NET_HOME", ROOT.parent / "shared" / "weights"))
-    path = home / f"{name}.onnx"
-    if not path.is_file():
-        sys.exit(f"{path} not found: set U2NET_HOME to a folder holding {name}.onnx")
-    return path
 
 
 def reference_set(name: str) -> list[tuple[torch.Tensor, tuple[int, int], np.ndarray]]:
