@@ -285,9 +285,9 @@ def test_exact_decoder_takes_maps_from_a_bfloat16_neighbour(weights_dir, batch):
     # A model turned partly to bfloat16 by `mixed_precision` (here only U²-Net's stage3, the
     # way benchmarks measure each block's share of the error) hands stage3d a bfloat16 skip
     # map, and stage3d's split first convolution runs by Winograd in float32.
-    keep = [name for name, _ in accel._blocks(load_model("u2netp", weights_dir / "u2netp.onnx"))
-            if name != "stage3"]
-    net = accel.mixed_precision(load_model("u2net", weights_dir / "u2net.onnx"), torch.bfloat16, keep)
+    net = load_model("u2net", weights_dir / "u2net.onnx")
+    keep = [name for name, _ in accel._blocks(net) if name != "stage3"]
+    accel.mixed_precision(net, torch.bfloat16, keep)
     want = _plain(net, batch)
     got = accel.prepare(net, "cpu", "exact")(batch)
     assert float((got - want).abs().mean()) < 1e-3

@@ -559,4 +559,3 @@ def encode_for(path: Path, image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
     return buf.getvalue()
-

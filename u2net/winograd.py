@@ -14,9 +14,9 @@ with many channels on small maps (U²-Net's stages 3-4 and their decoders: 128-1
 at 40-80 pixels) take 1.2-2.2× less time than oneDNN's direct convolution. With few channels
 the transforms' memory traffic costs more than the multiplications saved, and the
 transformed weights are 4× the direct ones, so u2net.accel uses this only where it measured
-faster inside the forward (`accel.winograd_fits`). The results differ from a direct float32 convolution by ~1e-5 of
-the values' size (the transforms' constants, e.g. 1/6, are not exact in binary); the
-published masks' error does not move (tests/test_accel.py).
+faster inside the forward (`accel.winograd_fits`). The results differ from a direct float32
+convolution by ~1e-5 of the values' size (the transforms' constants, e.g. 1/6, are not exact
+in binary); the published masks' error does not move (tests/test_accel.py).
 """
 
 from __future__ import annotations
